@@ -1,0 +1,73 @@
+"""
+greenkeep: Erlang/OTP-grade supervision for gevent greenlets.
+
+Workers are greenlets; a supervisor restarts them by OTP's rules (restart types,
+strategies, restart intensity, bounded shutdown) and reports every step as a structlog event.
+"""
+
+from greenkeep._current import StopSignal, WorkerInfo, current, ready, stop_signal
+from greenkeep._errors import (
+    CalledFromManagerError,
+    ChildAlreadyPresentError,
+    ChildAlreadyStartedError,
+    ChildError,
+    ChildNotFoundError,
+    ChildRestartingError,
+    ChildRunningError,
+    ChildStartError,
+    GreenkeepError,
+    InvalidArgumentError,
+    InvalidSpecError,
+    RestartIntensityExceeded,
+    SpecProblem,
+    SupervisorAlreadyStartedError,
+    SupervisorNotRunningError,
+)
+from greenkeep._events import EVENT_LEVELS, EventLogger, Subscriber
+from greenkeep._exits import ExitKind, ExitRecord
+from greenkeep._intensity import UNLIMITED
+from greenkeep._reports import ChildCounts, ChildInfo, StopReport, Unstopped
+from greenkeep._spec import ChildSpec, Restart, Shutdown
+from greenkeep._strategy import AutoShutdown, Strategy
+from greenkeep._supervisor import Supervisor
+from greenkeep._version import __version__
+
+__all__ = [
+    "EVENT_LEVELS",
+    "UNLIMITED",
+    "AutoShutdown",
+    "CalledFromManagerError",
+    "ChildAlreadyPresentError",
+    "ChildAlreadyStartedError",
+    "ChildCounts",
+    "ChildError",
+    "ChildInfo",
+    "ChildNotFoundError",
+    "ChildRestartingError",
+    "ChildRunningError",
+    "ChildSpec",
+    "ChildStartError",
+    "EventLogger",
+    "ExitKind",
+    "ExitRecord",
+    "GreenkeepError",
+    "InvalidArgumentError",
+    "InvalidSpecError",
+    "Restart",
+    "RestartIntensityExceeded",
+    "Shutdown",
+    "SpecProblem",
+    "StopReport",
+    "StopSignal",
+    "Subscriber",
+    "Supervisor",
+    "SupervisorAlreadyStartedError",
+    "SupervisorNotRunningError",
+    "Strategy",
+    "Unstopped",
+    "WorkerInfo",
+    "__version__",
+    "current",
+    "ready",
+    "stop_signal",
+]

@@ -1,0 +1,135 @@
+"""
+How a child exited, and what its restart type says to do about it.
+
+Pure functions, no gevent: this is DESIGN.md's two tables, cell for cell.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+
+from greenlet import GreenletExit
+
+from greenkeep._render import error_text, render_traceback
+from greenkeep._spec import Restart
+
+__all__ = ["Decision", "ExitKind", "ExitRecord", "classify", "decide"]
+
+
+class ExitKind(str, enum.Enum):
+    """
+    Why an incarnation ended (the ``reason`` key of ``child_exited``).
+
+    ``HEARTBEAT_MISSED`` is an abnormal exit that greenkeep caused itself: the worker missed
+    its heartbeat deadline and was killed.
+    """
+
+    NORMAL = "normal"
+    SHUTDOWN = "shutdown"
+    ABNORMAL = "abnormal"
+    HEARTBEAT_MISSED = "heartbeat_missed"
+    INTERRUPTED = "interrupted"
+
+    @property
+    def is_abnormal(self) -> bool:
+        return self is ExitKind.ABNORMAL or self is ExitKind.HEARTBEAT_MISSED
+
+
+def classify(exc: BaseException | None, stop_requested: bool) -> ExitKind:
+    """
+    Classify one exit of one incarnation.
+
+    Args:
+        exc: What the incarnation raised, or ``None`` if it returned.
+        stop_requested: Whether its supervisor had asked it to stop (stop, terminate,
+            strategy restart) before it exited.
+
+    A ``KeyboardInterrupt`` is `INTERRUPTED` whatever else holds (it always stops the
+    supervisor). Otherwise an exit after a stop request is `SHUTDOWN`, whatever it raised or
+    returned, so a child that swallowed ``GreenletExit`` and returned later is a shutdown
+    too. ``GreenletExit`` from anyone else is `NORMAL` (gevent treats it as success).
+    ``SystemExit`` with code ``0`` or ``None`` is `NORMAL`, any other code `ABNORMAL`.
+    Every other exception is `ABNORMAL`.
+    """
+    if exc is None:
+        return ExitKind.SHUTDOWN if stop_requested else ExitKind.NORMAL
+    if isinstance(exc, KeyboardInterrupt):
+        return ExitKind.INTERRUPTED
+    if stop_requested:
+        return ExitKind.SHUTDOWN
+    if isinstance(exc, GreenletExit):
+        return ExitKind.NORMAL
+    if isinstance(exc, SystemExit):
+        return ExitKind.NORMAL if exc.code in (0, None) else ExitKind.ABNORMAL
+    return ExitKind.ABNORMAL
+
+
+class Decision(enum.Enum):
+    """What the restart table says about one exit."""
+
+    RESTART = "restart"
+    KEEP = "keep"  # no restart; the spec stays (terminated, can be restarted by hand)
+    DROP = "drop"  # no restart; the spec is removed
+
+
+def decide(restart: Restart, kind: ExitKind) -> Decision:
+    """
+    The restart table for a child that exited on its own.
+
+    ======================  =======  ========  ==================================
+    restart type            normal   shutdown  abnormal (and heartbeat missed)
+    ======================  =======  ========  ==================================
+    permanent               restart  keep      restart
+    transient               keep     keep      restart
+    temporary               drop     drop      drop
+    ======================  =======  ========  ==================================
+
+    `ExitKind.INTERRUPTED` never restarts (the supervisor is stopping).
+    """
+    if restart is Restart.TEMPORARY:
+        return Decision.DROP
+    if kind is ExitKind.SHUTDOWN or kind is ExitKind.INTERRUPTED:
+        return Decision.KEEP
+    if restart is Restart.PERMANENT or kind.is_abnormal:
+        return Decision.RESTART
+    return Decision.KEEP
+
+
+@dataclass(frozen=True)
+class ExitRecord:
+    """
+    The rendered, inert record of one exit: safe to keep forever, pins no frames.
+
+    Attributes:
+        child_id: The child (or pool worker) that exited.
+        incarnation: Which incarnation it was (1 for the first run).
+        reason: The `ExitKind` value, e.g. ``"abnormal"``.
+        error: ``"Type: message"`` (message bounded) or ``None`` for a plain return.
+        traceback: The formatted traceback (bounded) when greenkeep rendered one, else
+            ``None``.
+        at: The supervisor clock's reading when greenkeep handled the exit.
+    """
+
+    child_id: object
+    incarnation: int
+    reason: str
+    error: str | None
+    traceback: str | None = None
+    at: float = 0.0
+
+    @classmethod
+    def of(
+        cls,
+        child_id: object,
+        incarnation: int,
+        kind: ExitKind,
+        exc: BaseException | None,
+        at: float,
+        with_traceback: bool = False,
+    ) -> ExitRecord:
+        """Render *exc* (if any) into a record; never keeps *exc* itself."""
+        if exc is None:
+            return cls(child_id, incarnation, kind.value, None, None, at)
+        tb = render_traceback(exc) if with_traceback else None
+        return cls(child_id, incarnation, kind.value, error_text(exc), tb, at)

@@ -1,0 +1,294 @@
+"""
+Child specs: what to run, how to restart it, how to stop it.
+
+Validation is eager and complete: a `ChildSpec` that exists is valid, and an invalid one
+raises `InvalidSpecError` listing every bad field at construction.
+"""
+
+from __future__ import annotations
+
+import enum
+import math
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Final, Union
+
+from greenkeep._errors import InvalidSpecError, SpecProblem
+
+__all__ = [
+    "DEFAULT_SHUTDOWN",
+    "ChildId",
+    "ChildSpec",
+    "Restart",
+    "Shutdown",
+    "ShutdownPolicy",
+    "validate_specs",
+]
+
+#: A child's id: a string or an integer, unique within its supervisor.
+ChildId = Union[str, int]
+
+
+class Restart(str, enum.Enum):
+    """When a child that exited on its own is restarted (OTP's restart types)."""
+
+    #: Always restarted (the default; what the Go seed does).
+    PERMANENT = "permanent"
+    #: Restarted only after an abnormal exit.
+    TRANSIENT = "transient"
+    #: Never restarted; its spec is dropped when it exits.
+    TEMPORARY = "temporary"
+
+
+class Shutdown(str, enum.Enum):
+    """The shutdown policies that are not a number of seconds."""
+
+    #: Send ``GreenletExit`` and do not wait.
+    BRUTAL = "brutal"
+    #: Wait as long as it takes (the default for a child that is itself a supervisor).
+    INFINITY = "infinity"
+
+
+#: Seconds to wait for a child to stop, or a `Shutdown` policy.
+ShutdownPolicy = Union[float, Shutdown]
+
+#: A worker's default shutdown timeout, in seconds (OTP's 5000 ms).
+DEFAULT_SHUTDOWN: Final = 5.0
+
+_RESTART_ALLOWED = "one of 'permanent', 'transient', 'temporary'"
+_SHUTDOWN_ALLOWED = "a number of seconds >= 0, 'brutal' or 'infinity'"
+
+
+def _owner(child_id: object) -> str:
+    return f"child {child_id!r}" if isinstance(child_id, (str, int)) else "child <invalid id>"
+
+
+def _check_id(value: object, problems: list[SpecProblem], owner: str) -> None:
+    if isinstance(value, bool) or not isinstance(value, (str, int)):
+        problems.append(SpecProblem(owner, "id", "a str or an int", value))
+    elif isinstance(value, str) and not value:
+        problems.append(SpecProblem(owner, "id", "a non-empty string", value))
+
+
+def _normalise_restart(
+    value: object, problems: list[SpecProblem], owner: str
+) -> Restart:
+    if isinstance(value, Restart):
+        return value
+    if isinstance(value, str):
+        try:
+            return Restart(value)
+        except ValueError:
+            pass
+    problems.append(SpecProblem(owner, "restart", _RESTART_ALLOWED, value))
+    return Restart.PERMANENT
+
+
+def _normalise_shutdown(
+    value: object, problems: list[SpecProblem], owner: str, default: ShutdownPolicy
+) -> ShutdownPolicy:
+    if value is None:
+        return default
+    if isinstance(value, Shutdown):
+        return value
+    if isinstance(value, str):
+        try:
+            return Shutdown(value)
+        except ValueError:
+            pass
+    elif isinstance(value, (int, float)) and not isinstance(value, bool):
+        seconds = float(value)
+        if seconds == math.inf:
+            return Shutdown.INFINITY
+        if seconds >= 0:  # NaN and negatives fail this test
+            return seconds
+    problems.append(SpecProblem(owner, "shutdown", _SHUTDOWN_ALLOWED, value))
+    return default
+
+
+class ChildSpec:
+    """
+    How to run one child: what to call, when to restart it, how to stop it.
+
+    Args:
+        id: Unique within its supervisor; a non-empty str or an int.
+        target: The callable the child runs, ``target(*args, **kwargs)``, in a greenlet of
+            its own. A `Supervisor` instance is accepted too: the child then runs that
+            supervisor (a supervision tree).
+        args: Positional arguments for *target*.
+        kwargs: Keyword arguments for *target*.
+        restart: A `Restart` or its string value. Default ``"permanent"``.
+        shutdown: Seconds to wait for the child to stop, ``"brutal"`` or ``"infinity"``
+            (a `Shutdown`). Default: 5 s for a worker, ``"infinity"`` for a supervisor.
+        significant: With the supervisor's *auto_shutdown*, whether this child's own exit
+            can end the supervisor (OTP 24). Only transient and temporary children may be
+            significant.
+        ready_timeout: ``None`` (default): the child does not signal readiness, and
+            `Supervisor.start` starts the next child once this one has run up to its first
+            yield. A number of seconds: the child calls `greenkeep.ready` once initialised,
+            and `start` waits up to this long for it before starting the next child.
+
+    Raises:
+        InvalidSpecError: If any field is invalid; it lists every invalid field.
+
+    Specs are immutable and compare equal field by field.
+    """
+
+    __slots__ = (
+        "args",
+        "id",
+        "kwargs",
+        "ready_timeout",
+        "restart",
+        "shutdown",
+        "significant",
+        "target",
+    )
+
+    id: ChildId
+    target: Callable[..., object]
+    args: tuple[object, ...]
+    kwargs: Mapping[str, object]
+    restart: Restart
+    shutdown: ShutdownPolicy
+    significant: bool
+    ready_timeout: float | None
+
+    def __init__(
+        self,
+        id: ChildId,
+        target: Callable[..., object],
+        args: Iterable[object] = (),
+        kwargs: Mapping[str, object] | None = None,
+        *,
+        restart: Restart | str = Restart.PERMANENT,
+        shutdown: float | Shutdown | str | None = None,
+        significant: bool = False,
+        ready_timeout: float | None = None,
+    ) -> None:
+        problems: list[SpecProblem] = []
+        owner = _owner(id)
+        _check_id(id, problems, owner)
+        if not callable(target):
+            problems.append(SpecProblem(owner, "target", "a callable", target))
+        if isinstance(args, (str, bytes)) or not isinstance(args, Iterable):
+            problems.append(SpecProblem(owner, "args", "a tuple or list", args))
+            args_t: tuple[object, ...] = ()
+        else:
+            args_t = tuple(args)
+        if kwargs is None:
+            kwargs_d: dict[str, object] = {}
+        elif isinstance(kwargs, Mapping) and all(isinstance(k, str) for k in kwargs):
+            kwargs_d = dict(kwargs)
+        else:
+            problems.append(SpecProblem(owner, "kwargs", "a mapping with str keys", kwargs))
+            kwargs_d = {}
+        restart_e = _normalise_restart(restart, problems, owner)
+        default_shutdown: ShutdownPolicy = (
+            Shutdown.INFINITY if _is_supervisor(target) else DEFAULT_SHUTDOWN
+        )
+        shutdown_p = _normalise_shutdown(shutdown, problems, owner, default_shutdown)
+        if not isinstance(significant, bool):
+            problems.append(SpecProblem(owner, "significant", "True or False", significant))
+        elif significant and restart_e is Restart.PERMANENT:
+            problems.append(
+                SpecProblem(
+                    owner,
+                    "significant",
+                    "False for a permanent child (only transient and temporary children "
+                    "can be significant, as in OTP)",
+                    significant,
+                )
+            )
+        if ready_timeout is not None and (
+            isinstance(ready_timeout, bool)
+            or not isinstance(ready_timeout, (int, float))
+            or not ready_timeout > 0  # also rejects NaN
+        ):
+            problems.append(
+                SpecProblem(owner, "ready_timeout", "None or a number of seconds > 0", ready_timeout)
+            )
+        if problems:
+            raise InvalidSpecError(problems)
+        set_ = object.__setattr__
+        set_(self, "ready_timeout", None if ready_timeout is None else float(ready_timeout))
+        set_(self, "id", id)
+        set_(self, "target", target)
+        set_(self, "args", args_t)
+        set_(self, "kwargs", kwargs_d)
+        set_(self, "restart", restart_e)
+        set_(self, "shutdown", shutdown_p)
+        set_(self, "significant", significant)
+
+    @property
+    def is_supervisor(self) -> bool:
+        """Whether this child runs a supervisor (its default shutdown is ``"infinity"``)."""
+        return _is_supervisor(self.target)
+
+    def __setattr__(self, name: str, value: object) -> None:
+        raise AttributeError(f"ChildSpec is immutable: cannot set {name!r}")
+
+    def __delattr__(self, name: str) -> None:
+        raise AttributeError(f"ChildSpec is immutable: cannot delete {name!r}")
+
+    def _key(self) -> tuple[object, ...]:
+        return tuple(getattr(self, name) for name in self.__slots__)
+
+    def __eq__(self, other: object) -> bool:
+        if type(other) is not ChildSpec:
+            return NotImplemented
+        return self._key() == other._key()
+
+    def __hash__(self) -> int:
+        return hash((self.id, self.restart, self.shutdown))
+
+    def __repr__(self) -> str:
+        shutdown = (
+            self.shutdown.value if isinstance(self.shutdown, Shutdown) else self.shutdown
+        )
+        target = getattr(self.target, "__qualname__", None) or repr(self.target)
+        return (
+            f"ChildSpec(id={self.id!r}, target={target}, args={self.args!r}, "
+            f"kwargs={self.kwargs!r}, restart={self.restart.value!r}, "
+            f"shutdown={shutdown!r}, significant={self.significant!r}, "
+            f"ready_timeout={self.ready_timeout!r})"
+        )
+
+
+def _is_supervisor(target: object) -> bool:
+    return getattr(target, "_greenkeep_is_supervisor", False) is True
+
+
+def validate_specs(owner: str, children: object) -> list[ChildSpec]:
+    """
+    Check a supervisor's *children* argument as a whole: a sequence of `ChildSpec` with
+    unique ids. Returns them as a list.
+
+    Raises:
+        InvalidSpecError: Listing every item that is not a `ChildSpec` and every duplicate id.
+    """
+    problems: list[SpecProblem] = []
+    if isinstance(children, (str, bytes, Mapping)) or not isinstance(children, Sequence):
+        raise InvalidSpecError(
+            [SpecProblem(owner, "children", "a list of ChildSpec", children)]
+        )
+    seen: dict[object, int] = {}
+    specs: list[ChildSpec] = []
+    for index, item in enumerate(children):
+        if not isinstance(item, ChildSpec):
+            problems.append(SpecProblem(owner, f"children[{index}]", "a ChildSpec", item))
+            continue
+        if item.id in seen:
+            problems.append(
+                SpecProblem(
+                    owner,
+                    f"children[{index}].id",
+                    f"unique (children[{seen[item.id]}] already has this id)",
+                    item.id,
+                )
+            )
+            continue
+        seen[item.id] = index
+        specs.append(item)
+    if problems:
+        raise InvalidSpecError(problems)
+    return specs
