@@ -74,8 +74,10 @@ class RestartIntensity:
         if self._limit is None:
             return False
         times = self._times
-        horizon = now - self.period
-        while times and times[0] < horizon:
+        period = self.period
+        # Written as ``now - t > period`` (not ``t < now - period``) so that the float
+        # arithmetic is exactly the documented rule: 0.3 then 1.0 with period 0.7 is in.
+        while times and now - times[0] > period:
             times.popleft()
         times.append(now)
         self.in_window = n = len(times)
@@ -85,8 +87,8 @@ class RestartIntensity:
         """How many restarts the window holds at *now*; ``None`` when `UNLIMITED`."""
         if self._limit is None:
             return None
-        horizon = now - self.period
-        return sum(1 for t in self._times if t >= horizon)
+        period = self.period
+        return sum(1 for t in self._times if now - t <= period)
 
     def reset(self) -> None:
         """Forget every restart (used when a supervisor is started again)."""

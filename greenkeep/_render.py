@@ -92,7 +92,10 @@ def render_traceback(exc: BaseException, limit: int = TRACEBACK_LIMIT) -> str:
     try:
         text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
     except BaseException:  # noqa: BLE001 - RecursionError, broken __str__ deep in a chain, ...
-        text = error_text(exc) + "\n(traceback could not be formatted)\n"
+        try:
+            text = error_text(exc) + "\n(traceback could not be formatted)\n"
+        except BaseException:  # noqa: BLE001 - e.g. still no stack left for error_text
+            text = "(traceback could not be formatted)\n"
     if len(text) > limit:
         text = f"[{len(text) - limit} characters dropped]...\n{text[-limit:]}"
     return text

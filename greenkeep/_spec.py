@@ -168,8 +168,10 @@ class ChildSpec:
         problems: list[SpecProblem] = []
         owner = _owner(id)
         _check_id(id, problems, owner)
-        if not callable(target):
-            problems.append(SpecProblem(owner, "target", "a callable", target))
+        if not callable(target) and not _is_supervisor(target):
+            problems.append(
+                SpecProblem(owner, "target", "a callable or a Supervisor", target)
+            )
         if isinstance(args, (str, bytes)) or not isinstance(args, Iterable):
             problems.append(SpecProblem(owner, "args", "a tuple or list", args))
             args_t: tuple[object, ...] = ()
@@ -182,14 +184,16 @@ class ChildSpec:
         else:
             problems.append(SpecProblem(owner, "kwargs", "a mapping with str keys", kwargs))
             kwargs_d = {}
+        known = len(problems)
         restart_e = _normalise_restart(restart, problems, owner)
+        restart_ok = len(problems) == known  # else restart_e is a stand-in, not the input
         default_shutdown: ShutdownPolicy = (
             Shutdown.INFINITY if _is_supervisor(target) else DEFAULT_SHUTDOWN
         )
         shutdown_p = _normalise_shutdown(shutdown, problems, owner, default_shutdown)
         if not isinstance(significant, bool):
             problems.append(SpecProblem(owner, "significant", "True or False", significant))
-        elif significant and restart_e is Restart.PERMANENT:
+        elif significant and restart_ok and restart_e is Restart.PERMANENT:
             problems.append(
                 SpecProblem(
                     owner,

@@ -97,7 +97,7 @@ class _Child(Runnable):
         self.spec = spec
         self.id = spec.id
         self.supervisor = supervisor
-        self.target = spec.target
+        self.target = spec.target.run if spec.is_supervisor else spec.target  # type: ignore[attr-defined]
         self.args = spec.args
         self.kwargs = spec.kwargs
         self.context = context
@@ -490,11 +490,15 @@ class Supervisor:
             RestartIntensityExceeded: If it gave up.
             ChildStartError: If it could not start.
         """
-        self.start()
+        if self._state in ("starting", "running", "stopping"):
+            raise SupervisorAlreadyStartedError(self._name, self._state)
+        worker = current_worker()
+        parent = getattr(worker.child, "supervisor", None) if worker is not None else None
+        self._path = f"{parent.path}/{self._name}" if parent is not None else self._name
         try:
+            self.start()
             self.join()
         finally:
-            worker = current_worker()
             cap = None
             if worker is not None and worker.child.stop_deadline is not None:
                 cap = max(0.0, worker.child.stop_deadline - time.monotonic())
@@ -676,6 +680,7 @@ class Supervisor:
                 if handled >= BATCH or not mailbox.qsize():
                     break
                 item = mailbox.get_nowait()
+            item = None  # drop the last exit (its exception pins frames) before blocking
             if handled >= BATCH:
                 gevent.sleep(0)  # a backlog: let the rest of the process run
 

@@ -1,0 +1,49 @@
+"""Test helpers: collect a supervisor's events and wait for them without sleeping."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import gevent.queue
+
+#: Seconds a test waits for something that should happen promptly. A safety bound, never a
+#: hope: the tests wait for the event itself and this only turns a hang into a failure.
+DEADLINE = 5.0
+
+
+class Events:
+    """A subscriber that records every event and lets a test wait for one."""
+
+    def __init__(self) -> None:
+        self.all: list[dict[str, Any]] = []
+        self._queue: gevent.queue.Queue[dict[str, Any]] = gevent.queue.Queue()
+        self._seen = 0
+
+    def __call__(self, event: Mapping[str, Any]) -> None:
+        item = {k: v for k, v in event.items() if k != "exc_info"}
+        item["has_exc_info"] = "exc_info" in event
+        self.all.append(item)
+        self._queue.put(item)
+
+    def wait(self, name: str, timeout: float = DEADLINE, **match: Any) -> dict[str, Any]:
+        """Return the next event (after earlier waits) called *name* matching *match*."""
+        while True:
+            try:
+                item = self._queue.get(timeout=timeout)
+            except gevent.queue.Empty:
+                raise AssertionError(
+                    f"no {name} event matching {match} within {timeout} s; saw {self.names()}"
+                ) from None
+            if item["event"] == name and all(item.get(k) == v for k, v in match.items()):
+                return item
+
+    def names(self) -> list[str]:
+        return [e["event"] for e in self.all]
+
+    def of(self, name: str, **match: Any) -> list[dict[str, Any]]:
+        return [
+            e
+            for e in self.all
+            if e["event"] == name and all(e.get(k) == v for k, v in match.items())
+        ]
