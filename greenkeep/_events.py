@@ -47,6 +47,8 @@ EVENT_LEVELS: Final[Mapping[str, tuple[str, ...]]] = {
     "restart_intensity_exceeded": ("critical",),
     "supervisor_stopped": ("info", "error", "critical"),
     "event_delivery_failed": ("error",),
+    "exit_ignored": ("debug",),
+    "supervisor_crashed": ("critical",),
 }
 
 

@@ -125,7 +125,9 @@ class ChildSpec:
         ready_timeout: ``None`` (default): the child does not signal readiness, and
             `Supervisor.start` starts the next child once this one has run up to its first
             yield. A number of seconds: the child calls `greenkeep.ready` once initialised,
-            and `start` waits up to this long for it before starting the next child.
+            and `start` waits up to this long for it before starting the next child. A
+            child that is a `Supervisor` signals it itself once its whole subtree has
+            started; its default is ``math.inf``.
 
     Raises:
         InvalidSpecError: If any field is invalid; it lists every invalid field.
@@ -214,6 +216,8 @@ class ChildSpec:
         if problems:
             raise InvalidSpecError(problems)
         set_ = object.__setattr__
+        if ready_timeout is None and _is_supervisor(target):
+            ready_timeout = math.inf  # a child supervisor is ready once its subtree started
         set_(self, "ready_timeout", None if ready_timeout is None else float(ready_timeout))
         set_(self, "id", id)
         set_(self, "target", target)

@@ -38,6 +38,7 @@ from greenkeep._errors import (
     SupervisorAlreadyStartedError,
     SupervisorNotRunningError,
 )
+from greenkeep._current import ready
 from greenkeep._events import Emitter, EventLogger, Subscriber
 from greenkeep._exits import Decision, ExitKind, ExitRecord, classify, decide
 from greenkeep._intensity import RestartIntensity, _Unlimited, intensity_problems
@@ -497,6 +498,8 @@ class Supervisor:
         self._path = f"{parent.path}/{self._name}" if parent is not None else self._name
         try:
             self.start()
+            if worker is not None:
+                ready()
             self.join()
         finally:
             cap = None
@@ -637,6 +640,14 @@ class Supervisor:
             self._started.set(None)
 
     def _finish(self, state: str) -> None:
+        # Record exits that arrived while stopping (late exits of unstopped children).
+        while self._deferred:
+            self._on_exit(*self._deferred.popleft())
+        while self._mailbox.qsize():
+            item = self._mailbox.get_nowait()
+            if item is not _WAKE:
+                self._on_exit(*item)
+        item = None
         reason = self._end_reason or "shutdown"
         self._report = StopReport(self._path, reason, tuple(self._unstopped))
         self._state = state
@@ -674,10 +685,13 @@ class Supervisor:
             while True:
                 if item is not _WAKE:
                     on_exit(*item)
-                    if self._end_reason is not None or control:
-                        break
                 handled += 1
-                if handled >= BATCH or not mailbox.qsize():
+                if (
+                    control  # requests go ahead of the backlog
+                    or self._end_reason is not None
+                    or handled >= BATCH
+                    or not mailbox.qsize()
+                ):
                     break
                 item = mailbox.get_nowait()
             item = None  # drop the last exit (its exception pins frames) before blocking
@@ -701,7 +715,12 @@ class Supervisor:
         if child.incarnation != incarnation or child.greenlet is None:
             if child.abandoned == incarnation and child.abandoned:
                 self._late_exit(child, incarnation, exc)
-            return  # stale: that incarnation was already accounted for
+            else:  # stale: that incarnation was already accounted for
+                assert self._emit is not None
+                self._emit.emit(
+                    "debug", "exit_ignored", child_id=child.id, incarnation=incarnation
+                )
+            return
         # stop_requested is only set while the greenlet is alive, so an exit counts as a
         # shutdown only if the request came first; an exit that raced a request keeps its own
         # reason but is not restarted (status "stopping").
@@ -1031,6 +1050,9 @@ class Supervisor:
                 self._on_exit(*item)
                 break
         while child.greenlet is not None and child.incarnation == incarnation:
+            cap = self._stop_deadline  # a stop(timeout) issued meanwhile tightens the wait
+            if cap is not None and (deadline is None or cap < deadline):
+                deadline = cap
             item = self._next_event(deadline)
             if item is None:
                 return False
