@@ -178,7 +178,6 @@ class RestartIntensityExceeded(GreenkeepError, RuntimeError):
         )
 
 
-
 class InvalidArgumentError(GreenkeepError, ValueError):
     """
     A method received an argument it cannot use; nothing was changed.

@@ -9,6 +9,7 @@ failure is reported once as ``event_delivery_failed`` and counted.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Final, Protocol
 
@@ -78,7 +79,7 @@ class Emitter:
         try:
             base = logger if logger is not None else structlog.get_logger("greenkeep")
             return base.bind(supervisor=self.supervisor)
-        except Exception as exc:  # noqa: BLE001 - a broken logger factory must not stop us
+        except Exception as exc:
             self.failures += 1
             self._report("logger", "logger_bind", exc, use_logger=False)
             return structlog.get_logger("greenkeep").bind(supervisor=self.supervisor)
@@ -92,7 +93,7 @@ class Emitter:
         """Log *event* at *level* with *fields* and hand it to every subscriber."""
         try:
             getattr(self._logger, level)(event, **fields)
-        except Exception as exc:  # noqa: BLE001 - see module docstring
+        except Exception as exc:
             self.failures += 1
             self._report("logger", event, exc, use_logger=True)
         if self._subscribers:
@@ -103,7 +104,7 @@ class Emitter:
         for subscriber in self._subscribers:
             try:
                 subscriber(payload)
-            except Exception as exc:  # noqa: BLE001 - see module docstring
+            except Exception as exc:
                 self.failures += 1
                 self._report("subscriber", event, exc, use_logger=True)
 
@@ -111,12 +112,10 @@ class Emitter:
         # Never delivered to subscribers (a failing subscriber would loop), and never raises.
         if not use_logger:
             return
-        try:
+        with contextlib.suppress(Exception):  # the logger itself is broken: nothing to tell
             self._logger.error(
                 "event_delivery_failed",
                 sink=sink,
                 failed_event=event,
                 error=error_text(exc),
             )
-        except Exception:  # noqa: BLE001, S110 - the logger itself is broken: nothing to tell
-            pass

@@ -58,9 +58,7 @@ class RestartIntensity:
         #: How many restarts the window held after the last `record` (``None`` if unlimited).
         self.in_window: int | None = None if isinstance(max_restarts, _Unlimited) else 0
         self._limit = None if isinstance(max_restarts, _Unlimited) else max_restarts
-        self._times: deque[float] = deque(
-            maxlen=None if self._limit is None else self._limit + 1
-        )
+        self._times: deque[float] = deque(maxlen=None if self._limit is None else self._limit + 1)
 
     def record(self, now: float) -> bool:
         """

@@ -38,7 +38,7 @@ def safe_repr(value: object, limit: int = 200) -> str:
     """`repr` that never raises and never returns more than about *limit* characters."""
     try:
         text = repr(value)
-    except BaseException:  # noqa: BLE001 - a broken __repr__ must not break the caller
+    except BaseException:
         return f"<{type_name(value)} object (repr() failed)>"
     return _clip(text, limit)
 
@@ -47,7 +47,7 @@ def safe_str(value: object, limit: int = MESSAGE_LIMIT) -> str:
     """`str` that never raises and never returns more than about *limit* characters."""
     try:
         text = str(value)
-    except BaseException:  # noqa: BLE001 - a broken __str__ must not break the caller
+    except BaseException:
         return f"<{type_name(value)} object (str() failed)>"
     if type(text) is not str:  # a __str__ returning a str subclass with odd behaviour
         return safe_repr(value, limit)
@@ -91,10 +91,10 @@ def render_traceback(exc: BaseException, limit: int = TRACEBACK_LIMIT) -> str:
     """
     try:
         text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
-    except BaseException:  # noqa: BLE001 - RecursionError, broken __str__ deep in a chain, ...
+    except BaseException:
         try:
             text = error_text(exc) + "\n(traceback could not be formatted)\n"
-        except BaseException:  # noqa: BLE001 - e.g. still no stack left for error_text
+        except BaseException:
             text = "(traceback could not be formatted)\n"
     if len(text) > limit:
         text = f"[{len(text) - limit} characters dropped]...\n{text[-limit:]}"

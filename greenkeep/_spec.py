@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import enum
 import math
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import Final, Union
+from collections.abc import Callable, Mapping, Sequence
+from types import MappingProxyType
+from typing import Final
 
 from greenkeep._errors import InvalidSpecError, SpecProblem
 
@@ -25,7 +26,7 @@ __all__ = [
 ]
 
 #: A child's id: a string or an integer, unique within its supervisor.
-ChildId = Union[str, int]
+ChildId = str | int
 
 
 class Restart(str, enum.Enum):
@@ -49,7 +50,7 @@ class Shutdown(str, enum.Enum):
 
 
 #: Seconds to wait for a child to stop, or a `Shutdown` policy.
-ShutdownPolicy = Union[float, Shutdown]
+ShutdownPolicy = float | Shutdown
 
 #: A worker's default shutdown timeout, in seconds (OTP's 5000 ms).
 DEFAULT_SHUTDOWN: Final = 5.0
@@ -69,9 +70,7 @@ def _check_id(value: object, problems: list[SpecProblem], owner: str) -> None:
         problems.append(SpecProblem(owner, "id", "a non-empty string", value))
 
 
-def _normalise_restart(
-    value: object, problems: list[SpecProblem], owner: str
-) -> Restart:
+def _normalise_restart(value: object, problems: list[SpecProblem], owner: str) -> Restart:
     if isinstance(value, Restart):
         return value
     if isinstance(value, str):
@@ -159,7 +158,7 @@ class ChildSpec:
         self,
         id: ChildId,
         target: Callable[..., object],
-        args: Iterable[object] = (),
+        args: Sequence[object] = (),
         kwargs: Mapping[str, object] | None = None,
         *,
         restart: Restart | str = Restart.PERMANENT,
@@ -171,21 +170,19 @@ class ChildSpec:
         owner = _owner(id)
         _check_id(id, problems, owner)
         if not callable(target) and not _is_supervisor(target):
-            problems.append(
-                SpecProblem(owner, "target", "a callable or a Supervisor", target)
-            )
-        if isinstance(args, (str, bytes)) or not isinstance(args, Iterable):
+            problems.append(SpecProblem(owner, "target", "a callable or a Supervisor", target))
+        if isinstance(args, (str, bytes)) or not isinstance(args, Sequence):
             problems.append(SpecProblem(owner, "args", "a tuple or list", args))
             args_t: tuple[object, ...] = ()
         else:
             args_t = tuple(args)
         if kwargs is None:
-            kwargs_d: dict[str, object] = {}
+            kwargs_d: Mapping[str, object] = MappingProxyType({})
         elif isinstance(kwargs, Mapping) and all(isinstance(k, str) for k in kwargs):
-            kwargs_d = dict(kwargs)
+            kwargs_d = MappingProxyType(dict(kwargs))
         else:
             problems.append(SpecProblem(owner, "kwargs", "a mapping with str keys", kwargs))
-            kwargs_d = {}
+            kwargs_d = MappingProxyType({})
         known = len(problems)
         restart_e = _normalise_restart(restart, problems, owner)
         restart_ok = len(problems) == known  # else restart_e is a stand-in, not the input
@@ -211,7 +208,9 @@ class ChildSpec:
             or not ready_timeout > 0  # also rejects NaN
         ):
             problems.append(
-                SpecProblem(owner, "ready_timeout", "None or a number of seconds > 0", ready_timeout)
+                SpecProblem(
+                    owner, "ready_timeout", "None or a number of seconds > 0", ready_timeout
+                )
             )
         if problems:
             raise InvalidSpecError(problems)
@@ -250,13 +249,11 @@ class ChildSpec:
         return hash((self.id, self.restart, self.shutdown))
 
     def __repr__(self) -> str:
-        shutdown = (
-            self.shutdown.value if isinstance(self.shutdown, Shutdown) else self.shutdown
-        )
+        shutdown = self.shutdown.value if isinstance(self.shutdown, Shutdown) else self.shutdown
         target = getattr(self.target, "__qualname__", None) or repr(self.target)
         return (
             f"ChildSpec(id={self.id!r}, target={target}, args={self.args!r}, "
-            f"kwargs={self.kwargs!r}, restart={self.restart.value!r}, "
+            f"kwargs={dict(self.kwargs)!r}, restart={self.restart.value!r}, "
             f"shutdown={shutdown!r}, significant={self.significant!r}, "
             f"ready_timeout={self.ready_timeout!r})"
         )
@@ -276,9 +273,7 @@ def validate_specs(owner: str, children: object) -> list[ChildSpec]:
     """
     problems: list[SpecProblem] = []
     if isinstance(children, (str, bytes, Mapping)) or not isinstance(children, Sequence):
-        raise InvalidSpecError(
-            [SpecProblem(owner, "children", "a list of ChildSpec", children)]
-        )
+        raise InvalidSpecError([SpecProblem(owner, "children", "a list of ChildSpec", children)])
     seen: dict[object, int] = {}
     specs: list[ChildSpec] = []
     for index, item in enumerate(children):

@@ -23,6 +23,7 @@ import gevent.queue
 from greenlet import GreenletExit
 from greenlet import getcurrent as _getcurrent
 
+from greenkeep._current import ready
 from greenkeep._errors import (
     CalledFromManagerError,
     ChildAlreadyPresentError,
@@ -38,7 +39,6 @@ from greenkeep._errors import (
     SupervisorAlreadyStartedError,
     SupervisorNotRunningError,
 )
-from greenkeep._current import ready
 from greenkeep._events import Emitter, EventLogger, Subscriber
 from greenkeep._exits import Decision, ExitKind, ExitRecord, classify, decide
 from greenkeep._intensity import RestartIntensity, _Unlimited, intensity_problems
@@ -211,14 +211,18 @@ class Supervisor:
         for field, allowed, got in intensity_problems(max_restarts, period):
             problems.append(SpecProblem(owner, field, allowed, got))
         if clock is not None and not callable(clock):
-            problems.append(SpecProblem(owner, "clock", "None or a callable returning seconds", clock))
+            problems.append(
+                SpecProblem(owner, "clock", "None or a callable returning seconds", clock)
+            )
         if logger is not None and not all(
             callable(getattr(logger, m, None)) for m in ("bind", "info", "error", "critical")
         ):
             problems.append(SpecProblem(owner, "logger", "None or a structlog logger", logger))
         subscribers_t: tuple[Subscriber, ...] = ()
         if isinstance(subscribers, (str, bytes)) or not isinstance(subscribers, Iterable):
-            problems.append(SpecProblem(owner, "subscribers", "an iterable of callables", subscribers))
+            problems.append(
+                SpecProblem(owner, "subscribers", "an iterable of callables", subscribers)
+            )
         else:
             subscribers_t = tuple(subscribers)
             for i, sub in enumerate(subscribers_t):
@@ -627,7 +631,7 @@ class Supervisor:
             # Someone killed the manager: stop the children as for stop().
             if self._end_reason is None:
                 self._end_reason = "shutdown"
-        except BaseException as exc:  # noqa: BLE001 - a bug here must not go unreported
+        except BaseException as exc:
             self._end_reason = "manager_crashed"
             emit.emit("critical", "supervisor_crashed", error=error_text(exc), exc_info=exc)
         if self._state != "stopped" and self._state != "failed":
@@ -659,9 +663,7 @@ class Supervisor:
             else "error"
         )
         assert self._emit is not None
-        self._emit.emit(
-            level, "supervisor_stopped", reason=reason, unstopped=len(self._unstopped)
-        )
+        self._emit.emit(level, "supervisor_stopped", reason=reason, unstopped=len(self._unstopped))
         while self._control:
             self._control.popleft().result.set_exception(
                 SupervisorNotRunningError(self._name, state, "serve this request")
@@ -703,7 +705,7 @@ class Supervisor:
             value = request.fn()
         except _StartFailed as failure:
             request.result.set_exception(failure.error)
-        except Exception as exc:  # noqa: BLE001 - the caller gets it
+        except Exception as exc:
             request.result.set_exception(exc)
         else:
             request.result.set(value)
@@ -1117,4 +1119,3 @@ class Supervisor:
         if child.status == "restarting":
             raise ChildRestartingError(self._name, child_id, "deleted")
         del self._children[child_id]
-

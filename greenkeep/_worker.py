@@ -133,7 +133,7 @@ def _run_fresh(child: Runnable, incarnation: int) -> None:
     except KeyboardInterrupt as exc:
         post((child, incarnation, exc))
         _interrupt_main(exc)
-    except BaseException as exc:  # noqa: BLE001 - every exit is reported, never re-raised
+    except BaseException as exc:
         post((child, incarnation, exc))
     else:
         post((child, incarnation, None))
@@ -151,7 +151,7 @@ def _run_reusable(child: Runnable, incarnation: int) -> None:
         except KeyboardInterrupt as exc:
             post((child, incarnation, exc))
             _interrupt_main(exc)
-        except BaseException as exc:  # noqa: BLE001 - every exit is reported
+        except BaseException as exc:
             post((child, incarnation, exc))
         else:
             post((child, incarnation, None))
@@ -160,7 +160,7 @@ def _run_reusable(child: Runnable, incarnation: int) -> None:
                 token = switch_to_hub()
             except GreenletExit:
                 return
-            except BaseException:  # noqa: BLE001, S112 - a stale throw aimed at a dead incarnation
+            except BaseException:
                 continue
             if type(token) is _Resume:
                 incarnation = token.incarnation
@@ -175,7 +175,7 @@ def _trampoline(greenlet: WorkerGreenlet, child: Runnable, incarnation: int) -> 
     # Loop callback that starts a worker greenlet. Runs in the hub; only posts.
     try:
         greenlet.switch(child, incarnation)
-    except BaseException as exc:  # noqa: BLE001 - thrown into it before it ever ran
+    except BaseException as exc:
         child.post((child, incarnation, exc))
         return
     if child.ran != incarnation and greenlet.dead:
@@ -183,7 +183,9 @@ def _trampoline(greenlet: WorkerGreenlet, child: Runnable, incarnation: int) -> 
         child.post((child, incarnation, GreenletExit()))
 
 
-def _spawn(run: Callable[[Runnable, int], None], child: Runnable, incarnation: int) -> WorkerGreenlet:
+def _spawn(
+    run: Callable[[Runnable, int], None], child: Runnable, incarnation: int
+) -> WorkerGreenlet:
     hub = _hub()
     greenlet = WorkerGreenlet(run, hub)
     greenlet.child = child

@@ -33,8 +33,9 @@ class ManualClock:
     def advance(self, seconds: float) -> None:
         """Move the clock forward by *seconds* (>= 0, finite)."""
         if not (isinstance(seconds, (int, float)) and math.isfinite(seconds) and seconds >= 0):
-            raise ValueError(f"ManualClock.advance: seconds must be a finite number >= 0 "
-                             f"(got {seconds!r})")
+            raise ValueError(
+                f"ManualClock.advance: seconds must be a finite number >= 0 (got {seconds!r})"
+            )
         self._now += seconds
 
     def __repr__(self) -> str:

@@ -41,7 +41,9 @@ def hub_errors(monkeypatch: pytest.MonkeyPatch) -> Iterator[HubErrors]:
     hub = gevent.get_hub()
     original = hub.print_exception
 
-    def record(context: object, t: type[BaseException] | None, v: BaseException | None, tb: object) -> None:
+    def record(
+        context: object, t: type[BaseException] | None, v: BaseException | None, tb: object
+    ) -> None:
         errors.reported.append((context, t, v))
         original(context, t, v, tb)
 

@@ -50,9 +50,13 @@ class RestartScenario:
     temporary: frozenset[object]
 
 
+#: Any restart strategy.
+any_strategy = st.sampled_from(Strategy)
+
+
 @st.composite
 def restart_scenarios(
-    draw: st.DrawFn, strategies: st.SearchStrategy[Strategy] = st.sampled_from(Strategy)
+    draw: st.DrawFn, strategies: st.SearchStrategy[Strategy] = any_strategy
 ) -> RestartScenario:
     """A strategy, a start order, the failed child, and which siblings run or are temporary."""
     order = draw(child_orders())

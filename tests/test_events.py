@@ -12,12 +12,11 @@ import gevent
 import gevent.event
 import pytest
 import structlog
+from _events import DEADLINE, Events
 from structlog.testing import capture_logs
 
 import greenkeep
 from greenkeep import ChildSpec, Supervisor
-
-from _events import DEADLINE, Events
 
 
 def block_forever() -> None:
@@ -41,7 +40,10 @@ def logs() -> Iterator[list[dict[str, Any]]]:
 
 def run_briefly(events: Events) -> Supervisor:
     sup = Supervisor(
-        [ChildSpec("w", crash_once_then_block), ChildSpec("t", block_forever, restart="transient")],
+        [
+            ChildSpec("w", crash_once_then_block),
+            ChildSpec("t", block_forever, restart="transient"),
+        ],
         name="root",
         subscribers=[events],
     )
@@ -69,22 +71,42 @@ class TestLogEvents:
         ] == summary
         crash = logs[3]
         assert {
-            "event", "log_level", "supervisor", "child_id", "incarnation", "reason",
-            "restart", "action", "error", "exc_info",
+            "event",
+            "log_level",
+            "supervisor",
+            "child_id",
+            "incarnation",
+            "reason",
+            "restart",
+            "action",
+            "error",
+            "exc_info",
         } == set(crash)
         assert ("root", 1, "abnormal", "permanent", "restart") == (
-            crash["supervisor"], crash["incarnation"], crash["reason"], crash["restart"],
+            crash["supervisor"],
+            crash["incarnation"],
+            crash["reason"],
+            crash["restart"],
             crash["action"],
         )
         assert isinstance(crash["exc_info"], ValueError)
         assert "ValueError: first run fails" == crash["error"]
         restarted = logs[4]
-        assert {"event", "log_level", "supervisor", "child_id", "incarnation",
-                "restarts_in_period"} == set(restarted)
+        assert {
+            "event",
+            "log_level",
+            "supervisor",
+            "child_id",
+            "incarnation",
+            "restarts_in_period",
+        } == set(restarted)
         assert (2, 1) == (restarted["incarnation"], restarted["restarts_in_period"])
         started = logs[2]
         assert ("one_for_one", 2, 3, 5.0) == (
-            started["strategy"], started["children"], started["max_restarts"], started["period"]
+            started["strategy"],
+            started["children"],
+            started["max_restarts"],
+            started["period"],
         )
         stopped = logs[-1]
         assert ("shutdown", 0) == (stopped["reason"], stopped["unstopped"])
@@ -132,7 +154,11 @@ class TestSubscribers:
 
         assert [e["event"] for e in logs] == events.names()
         crash = events.of("child_exited", reason="abnormal")[0]
-        assert ("error", "root", True) == (crash["level"], crash["supervisor"], crash["has_exc_info"])
+        assert ("error", "root", True) == (
+            crash["level"],
+            crash["supervisor"],
+            crash["has_exc_info"],
+        )
 
     def test_raising_subscriber_cannot_take_the_supervisor_down(
         self, logs: list[dict[str, Any]]

@@ -14,12 +14,11 @@ import gevent
 import gevent.event
 import gevent.queue
 import pytest
+from _events import DEADLINE, Events
 from greenlet import getcurrent
 
 import greenkeep
 from greenkeep import ChildSpec, Supervisor
-
-from _events import DEADLINE, Events
 
 SLACK = 0.5  # seconds of scheduling noise tolerated on top of a bound
 
@@ -70,7 +69,10 @@ def test_swallowed_greenlet_exit_is_reported_unstopped_within_its_bound() -> Non
     """A child that swallows GreenletExit is waited for its timeout, then reported."""
     events = Events()
     sup = Supervisor(
-        [ChildSpec("ok", block_forever), ChildSpec("stubborn", swallow_greenlet_exit, shutdown=0.1)],
+        [
+            ChildSpec("ok", block_forever),
+            ChildSpec("stubborn", swallow_greenlet_exit, shutdown=0.1),
+        ],
         subscribers=[events],
         name="s",
     )

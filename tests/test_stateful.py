@@ -12,6 +12,7 @@ from typing import Any
 import gevent
 import gevent.queue
 import pytest
+from _events import Events
 from greenlet import getcurrent
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
@@ -26,8 +27,6 @@ from hypothesis.stateful import (
 import greenkeep
 from greenkeep import ChildSpec, Supervisor
 from greenkeep.testing import ManualClock
-
-from _events import Events
 
 RESTARTS = ["permanent", "transient", "temporary"]
 
@@ -78,7 +77,7 @@ class Model:
         elif self.strategy == "one_for_all":
             affected = list(self.children)
         else:
-            affected = self.children[self.children.index(child):]
+            affected = self.children[self.children.index(child) :]
         for c in affected:
             if c is not child and c.restart == "temporary":
                 self.children.remove(c)
@@ -123,7 +122,7 @@ class SupervisorMachine(RuleBasedStateMachine):
     def start(self, strategy: str, restarts: list[str], max_restarts: int) -> None:
         specs = [self.spec(r) for r in restarts]
         self.model = Model(strategy, max_restarts, 5.0)
-        self.model.children = [ModelChild(str(s.id), r) for s, r in zip(specs, restarts)]
+        self.model.children = [ModelChild(str(s.id), r) for s, r in zip(specs, restarts, strict=True)]
         self.sup = Supervisor(
             specs,
             strategy=strategy,
@@ -270,7 +269,9 @@ class SupervisorMachine(RuleBasedStateMachine):
         if self.sup is None or self.model is None:
             return
         expected = [(c.id, c.running, c.incarnation) for c in self.model.children]
-        actual = [(str(c.id), c.status == "running", c.incarnation) for c in self.sup.which_children()]
+        actual = [
+            (str(c.id), c.status == "running", c.incarnation) for c in self.sup.which_children()
+        ]
 
         assert expected == actual
         assert ("failed" if self.model.failed else "running") == self.sup.state

@@ -9,11 +9,10 @@ import gevent
 import gevent.event
 import gevent.queue
 import pytest
+from _events import DEADLINE, Events
 
 import greenkeep
 from greenkeep import ChildSpec, Supervisor
-
-from _events import DEADLINE, Events
 
 IDS = ["a", "b", "c", "d"]
 
@@ -38,7 +37,9 @@ class Crashable:
         self.triggers.setdefault(child_id, gevent.queue.Queue()).put(f"{child_id} crashed")
 
 
-def expected(strategy: str, failed: str, restart_of: dict[str, str]) -> tuple[list[str], list[str], list[str]]:
+def expected(
+    strategy: str, failed: str, restart_of: dict[str, str]
+) -> tuple[list[str], list[str], list[str]]:
     """(stopped in order, restarted in order, dropped) by OTP's rules, written out by hand."""
     index = IDS.index(failed)
     affected = IDS if strategy == "one_for_all" else IDS[index:]
@@ -51,9 +52,7 @@ def expected(strategy: str, failed: str, restart_of: dict[str, str]) -> tuple[li
 
 @pytest.mark.parametrize("strategy", ["one_for_all", "rest_for_one"])
 @pytest.mark.parametrize("failed", ["a", "b", "d"], ids=["first", "middle", "last"])
-@pytest.mark.parametrize(
-    "bystander_restart", ["permanent", "transient", "temporary", "mixed"]
-)
+@pytest.mark.parametrize("bystander_restart", ["permanent", "transient", "temporary", "mixed"])
 def test_strategy_stops_and_restarts_in_otp_order(
     strategy: str, failed: str, bystander_restart: str
 ) -> None:
@@ -104,9 +103,7 @@ def test_unaffected_children_keep_running_under_rest_for_one() -> None:
     crash.crash("c")
     events.wait("child_restarted", child_id="d")
 
-    assert {"a": 1, "b": 1, "c": 2, "d": 2} == {
-        c.id: c.incarnation for c in sup.which_children()
-    }
+    assert {"a": 1, "b": 1, "c": 2, "d": 2} == {c.id: c.incarnation for c in sup.which_children()}
     sup.stop()
 
 
@@ -116,12 +113,18 @@ class TestEscalation:
         gives up too; each level logs its own give-up."""
         events = Events()
         crash = Crashable()
-        leaf = Supervisor([ChildSpec("w", crash.target)], name="leaf", max_restarts=0,
-                          subscribers=[events])
-        mid = Supervisor([ChildSpec("leaf", leaf)], name="mid", max_restarts=0,
-                         subscribers=[events])
-        root = Supervisor([ChildSpec("mid", mid), ChildSpec("other", block_forever)],
-                          name="root", max_restarts=0, subscribers=[events])
+        leaf = Supervisor(
+            [ChildSpec("w", crash.target)], name="leaf", max_restarts=0, subscribers=[events]
+        )
+        mid = Supervisor(
+            [ChildSpec("leaf", leaf)], name="mid", max_restarts=0, subscribers=[events]
+        )
+        root = Supervisor(
+            [ChildSpec("mid", mid), ChildSpec("other", block_forever)],
+            name="root",
+            max_restarts=0,
+            subscribers=[events],
+        )
         root.start()
 
         crash.crash("w")
@@ -138,10 +141,12 @@ class TestEscalation:
         """A parent with budget left restarts the child supervisor from its specs."""
         events = Events()
         crash = Crashable()
-        leaf = Supervisor([ChildSpec("w", crash.target)], name="leaf", max_restarts=0,
-                          subscribers=[events])
-        root = Supervisor([ChildSpec("leaf", leaf)], name="root", max_restarts=3,
-                          subscribers=[events])
+        leaf = Supervisor(
+            [ChildSpec("w", crash.target)], name="leaf", max_restarts=0, subscribers=[events]
+        )
+        root = Supervisor(
+            [ChildSpec("leaf", leaf)], name="root", max_restarts=3, subscribers=[events]
+        )
         root.start()
 
         crash.crash("w")
@@ -157,8 +162,11 @@ class TestEscalation:
         """stop() on the root stops every level, leaves first, and reports no unstopped."""
         events = Events()
         leaf = Supervisor([ChildSpec("w", block_forever)], name="leaf", subscribers=[events])
-        root = Supervisor([ChildSpec("leaf", leaf), ChildSpec("x", block_forever)],
-                          name="root", subscribers=[events])
+        root = Supervisor(
+            [ChildSpec("leaf", leaf), ChildSpec("x", block_forever)],
+            name="root",
+            subscribers=[events],
+        )
         root.start()
 
         report = root.stop()

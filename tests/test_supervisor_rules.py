@@ -11,13 +11,12 @@ import gevent
 import gevent.event
 import gevent.queue
 import pytest
+from _events import DEADLINE, Events
 from greenlet import getcurrent
 
 import greenkeep
-from greenkeep import ChildSpec, Restart, Supervisor
+from greenkeep import ChildSpec, Supervisor
 from greenkeep.testing import ManualClock
-
-from _events import DEADLINE, Events
 
 
 def block_forever() -> None:
@@ -246,9 +245,7 @@ class TestIntensity:
     ) -> tuple[Supervisor, dict[str, gevent.queue.Queue[str]], ManualClock]:
         triggers: dict[str, gevent.queue.Queue[str]] = {i: gevent.queue.Queue() for i in ids}
         clock = ManualClock()
-        sup = run_sup(
-            [ChildSpec(i, self.crasher(triggers)) for i in ids], clock=clock, **kwargs
-        )
+        sup = run_sup([ChildSpec(i, self.crasher(triggers)) for i in ids], clock=clock, **kwargs)
         return sup, triggers, clock
 
     def test_exactly_max_restarts_allowed(
@@ -281,7 +278,10 @@ class TestIntensity:
             sup.join()  # on every call
         error = info.value
         assert ("s", 2, 5.0, 3) == (
-            error.supervisor, error.max_restarts, error.period, error.restarts
+            error.supervisor,
+            error.max_restarts,
+            error.period,
+            error.restarts,
         )
         assert ("a", 3, "abnormal", "ValueError: crash 2") == (
             error.last_crash.child_id,

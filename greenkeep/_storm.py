@@ -1,0 +1,147 @@
+"""
+Crash-storm damping for logs: the first crash of each kind in full, then at most one
+summary per kind per interval, until the storm ends. Every crash is counted.
+
+A *kind* is (exception type, raising location). A storm of a kind starts with its first crash
+and ends once a whole interval passes without one; its last summary says so, and the next
+crash of that kind is logged in full again. Pure: the caller passes the time in.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+__all__ = ["CrashKind", "CrashStorms", "StormSummary"]
+
+#: (qualified exception type name, "file:line" where it was raised)
+CrashKind = tuple[str, str]
+
+
+@dataclass(frozen=True)
+class StormSummary:
+    """
+    One summary of suppressed crashes of one kind (the ``exits_summarized`` event).
+
+    Attributes:
+        error_type: The exception type.
+        location: Where it was raised.
+        count: Crashes of this kind since the previous summary (or the full log line).
+        total: Crashes of this kind in this storm, the fully logged first one included.
+        sample_child_id: One child among the *count* crashes.
+        sample_incarnation: Its incarnation.
+        sample_error: Its rendered error.
+        ended: Whether the storm is over (no crash of this kind for a whole interval).
+    """
+
+    error_type: str
+    location: str
+    count: int
+    total: int
+    sample_child_id: object
+    sample_incarnation: int
+    sample_error: str
+    ended: bool
+
+
+class _Storm:
+    __slots__ = ("count", "last_crash", "next_summary", "sample", "total")
+
+    def __init__(self, now: float, interval: float) -> None:
+        self.total = 1
+        self.count = 0
+        self.last_crash = now
+        self.next_summary = now + interval
+        self.sample: tuple[object, int, str] | None = None
+
+
+class CrashStorms:
+    """
+    Decides which crashes are logged in full and accumulates the others.
+
+    Args:
+        interval: Seconds between two summaries of one kind; ``None`` turns damping off
+            (every crash is logged in full).
+    """
+
+    __slots__ = ("_storms", "interval", "next_due")
+
+    def __init__(self, interval: float | None) -> None:
+        self.interval = interval
+        self._storms: dict[CrashKind, _Storm] = {}
+        #: The earliest time a summary may be due, or ``None`` if nothing is pending.
+        self.next_due: float | None = None
+
+    def admit(self, kind: CrashKind, now: float) -> bool:
+        """
+        Count one crash of *kind* at *now*. ``True``: log it in full (the first of a storm,
+        or damping is off). ``False``: it was counted; call `sample` if it is the first
+        suppressed one since the last summary (`needs_sample`).
+        """
+        interval = self.interval
+        if interval is None:
+            return True
+        storm = self._storms.get(kind)
+        if storm is None:
+            self._storms[kind] = _Storm(now, interval)
+            if self.next_due is None or now + interval < self.next_due:
+                self.next_due = now + interval
+            return True
+        storm.total += 1
+        storm.count += 1
+        storm.last_crash = now
+        return False
+
+    def needs_sample(self, kind: CrashKind) -> bool:
+        """Whether the current summary period of *kind* has no sample yet."""
+        storm = self._storms.get(kind)
+        return storm is not None and storm.sample is None
+
+    def sample(self, kind: CrashKind, child_id: object, incarnation: int, error: str) -> None:
+        """Keep one rendered crash as the sample of the current summary period."""
+        storm = self._storms.get(kind)
+        if storm is not None and storm.sample is None:
+            storm.sample = (child_id, incarnation, error)
+
+    def due(self, now: float, flush: bool = False) -> list[StormSummary]:
+        """
+        The summaries due at *now* (every pending one if *flush*, e.g. when stopping), and
+        forget storms that ended.
+        """
+        interval = self.interval
+        if interval is None or not self._storms:
+            return []
+        summaries: list[StormSummary] = []
+        next_due: float | None = None
+        for kind in list(self._storms):
+            storm = self._storms[kind]
+            if not flush and now < storm.next_summary:
+                next_due = (
+                    storm.next_summary if next_due is None else min(next_due, storm.next_summary)
+                )
+                continue
+            ended = flush or now - storm.last_crash >= interval
+            if storm.count:
+                child_id, incarnation, error = storm.sample or (None, 0, "")
+                summaries.append(
+                    StormSummary(
+                        kind[0],
+                        kind[1],
+                        storm.count,
+                        storm.total,
+                        child_id,
+                        incarnation,
+                        error,
+                        ended,
+                    )
+                )
+            if ended:
+                del self._storms[kind]
+                continue
+            storm.count = 0
+            storm.sample = None
+            storm.next_summary = now + interval
+            next_due = (
+                storm.next_summary if next_due is None else min(next_due, storm.next_summary)
+            )
+        self.next_due = next_due
+        return summaries
