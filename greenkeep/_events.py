@@ -41,14 +41,15 @@ class EventLogger(Protocol):
 #: depends on its content, the table gives the set (see the README's event table).
 EVENT_LEVELS: Final[Mapping[str, tuple[str, ...]]] = {
     "supervisor_started": ("info",),
-    "child_started": ("info",),
-    "child_exited": ("info", "warning", "error"),
-    "child_restarted": ("info",),
+    "child_started": ("debug", "info"),
+    "child_exited": ("debug", "info", "warning", "error"),
+    "child_restarted": ("debug", "info"),
     "child_unstopped": ("warning",),
     "restart_intensity_exceeded": ("critical",),
     "supervisor_stopped": ("info", "error", "critical"),
     "event_delivery_failed": ("error",),
     "exit_ignored": ("debug",),
+    "exits_summarized": ("warning",),
     "supervisor_crashed": ("critical",),
 }
 
@@ -89,6 +90,11 @@ class Emitter:
         """The bound logger events go to (``supervisor`` already bound)."""
         return self._logger
 
+    @property
+    def has_subscribers(self) -> bool:
+        """Whether any subscriber is registered."""
+        return bool(self._subscribers)
+
     def emit(self, level: str, event: str, /, **fields: Any) -> None:
         """Log *event* at *level* with *fields* and hand it to every subscriber."""
         try:
@@ -97,9 +103,10 @@ class Emitter:
             self.failures += 1
             self._report("logger", event, exc, use_logger=True)
         if self._subscribers:
-            self._deliver(level, event, fields)
+            self.deliver(level, event, fields)
 
-    def _deliver(self, level: str, event: str, fields: dict[str, Any]) -> None:
+    def deliver(self, level: str, event: str, fields: dict[str, Any]) -> None:
+        """Hand *event* to the subscribers only (for events the log damps)."""
         payload = {"event": event, "level": level, "supervisor": self.supervisor, **fields}
         for subscriber in self._subscribers:
             try:

@@ -1,0 +1,797 @@
+"""
+What every supervisor shares, `Supervisor` and `WorkerPool` alike: the gevent-style
+lifecycle, the manager greenlet and its loop, requests, and bounded stopping.
+
+One manager greenlet per supervisor owns all its state. Children post their exits onto the
+manager's mailbox (see `greenkeep._worker`); public methods that change something put a
+request on the control deque, wake the manager and wait for its answer; introspection reads
+state directly (greenlets are cooperative: between two switches the state is consistent).
+`stop` only raises a flag the manager checks at every safe point.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import math
+import time
+from collections import deque
+from collections.abc import Callable, Iterable
+from types import TracebackType
+from typing import Any, ClassVar, Final, TypeVar
+
+import gevent
+import gevent.event
+import gevent.queue
+from greenlet import GreenletExit
+from greenlet import getcurrent as _getcurrent
+
+from greenkeep._current import ready
+from greenkeep._errors import (
+    CalledFromManagerError,
+    ChildStartError,
+    InvalidArgumentError,
+    RestartIntensityExceeded,
+    SpecProblem,
+    SupervisorAlreadyStartedError,
+    SupervisorNotRunningError,
+)
+from greenkeep._events import Emitter, EventLogger, Subscriber
+from greenkeep._exits import ExitKind, ExitRecord, classify
+from greenkeep._intensity import RestartIntensity, _Unlimited, intensity_problems
+from greenkeep._render import error_text, raise_site, type_name
+from greenkeep._reports import StopReport, Unstopped
+from greenkeep._spec import Shutdown, ShutdownPolicy
+from greenkeep._storm import CrashStorms
+from greenkeep._worker import WAKE, Runnable, WorkerGreenlet, current_worker, kill
+
+__all__ = ["BATCH", "Manager", "Record", "StartFailed", "check_timeout"]
+
+#: Exits handled per batch before the manager yields to the hub (fairness).
+BATCH: Final = 256
+
+E = TypeVar("E")
+
+
+class Record(Runnable):
+    """The manager's record of one child or pool worker. Only the manager writes it, except
+    `ran` (the worker) and `ready_inc` / `stop_event` (`greenkeep.ready`, `stop_signal`)."""
+
+    __slots__ = (
+        "abandoned",
+        "awaiting_ready",
+        "greenlet",
+        "id",
+        "incarnation",
+        "ready_inc",
+        "restarts",
+        "started_at",
+        "status",
+        "stop_deadline",
+        "stop_event",
+        "stop_requested",
+        "sub_report",
+        "supervisor",
+    )
+
+    def __init__(
+        self,
+        child_id: object,
+        supervisor: Manager,
+        target: Callable[..., object],
+        args: tuple[object, ...],
+        kwargs: Any,
+        post: Callable[[Any], None],
+        context: contextvars.Context,
+    ) -> None:
+        self.id = child_id
+        self.supervisor = supervisor
+        self.target = target
+        self.args = args
+        self.kwargs = kwargs
+        self.context = context
+        self.post = post
+        self.ran = 0
+        self.incarnation = 0
+        self.greenlet: WorkerGreenlet | None = None
+        self.status = "terminated"
+        self.stop_requested = False
+        self.stop_event: gevent.event.Event | None = None
+        self.stop_deadline: float | None = None
+        self.restarts = 0
+        self.started_at = 0.0
+        self.awaiting_ready = False
+        self.ready_inc = 0
+        self.abandoned = 0
+        self.sub_report: StopReport | None = None
+
+
+class _Request:
+    __slots__ = ("fn", "result")
+
+    def __init__(self, fn: Callable[[], object]) -> None:
+        self.fn = fn
+        self.result: gevent.event.AsyncResult = gevent.event.AsyncResult()
+
+
+class StartFailed(Exception):
+    """Raised inside the manager when a child fails while starting."""
+
+    def __init__(self, error: ChildStartError) -> None:
+        super().__init__(str(error))
+        self.error = error
+
+
+def check_timeout(owner: str, timeout: object) -> float | None:
+    """Validate a ``timeout`` argument: ``None`` or seconds >= 0."""
+    if timeout is None:
+        return None
+    if (
+        isinstance(timeout, bool)
+        or not isinstance(timeout, (int, float))
+        or math.isnan(timeout)
+        or timeout < 0
+    ):
+        raise InvalidArgumentError(owner, "timeout", "None or a number of seconds >= 0", timeout)
+    return float(timeout)
+
+
+def policy_deadline(policy: ShutdownPolicy, start: float, cap: float | None) -> float | None:
+    """The monotonic deadline for stopping a child under *policy*, capped by *cap*."""
+    if policy is Shutdown.BRUTAL:
+        deadline: float | None = start
+    elif policy is Shutdown.INFINITY:
+        deadline = None
+    else:
+        assert isinstance(policy, float)
+        deadline = start + policy
+    if cap is not None:
+        deadline = cap if deadline is None else min(deadline, cap)
+    return deadline
+
+
+class Manager:
+    """
+    Base of `Supervisor` and `WorkerPool`: lifecycle, manager loop, bounded stopping.
+
+    Subclasses implement `_start_children`, `_on_exit` (the hot path), `_stop_all` and
+    `_started_fields`.
+    """
+
+    _greenkeep_is_supervisor: Final = True
+    _kind: ClassVar[str] = "supervisor"
+
+    def __init__(
+        self,
+        *,
+        name: str,
+        max_restarts: int | _Unlimited,
+        period: float,
+        logger: EventLogger | None,
+        subscribers: Iterable[Subscriber],
+        clock: Callable[[], float] | None,
+        log_summary_interval: float | None,
+        problems: list[SpecProblem],
+    ) -> None:
+        owner = f"{self._kind} {name!r}" if isinstance(name, str) else self._kind
+        if not isinstance(name, str) or not name or "/" in name:
+            problems.append(SpecProblem(owner, "name", "a non-empty str without '/'", name))
+        for field, allowed, got in intensity_problems(max_restarts, period):
+            problems.append(SpecProblem(owner, field, allowed, got))
+        if clock is not None and not callable(clock):
+            problems.append(
+                SpecProblem(owner, "clock", "None or a callable returning seconds", clock)
+            )
+        if logger is not None and not all(
+            callable(getattr(logger, m, None)) for m in ("bind", "info", "error", "critical")
+        ):
+            problems.append(SpecProblem(owner, "logger", "None or a structlog logger", logger))
+        subscribers_t: tuple[Subscriber, ...] = ()
+        if isinstance(subscribers, (str, bytes)) or not isinstance(subscribers, Iterable):
+            problems.append(
+                SpecProblem(owner, "subscribers", "an iterable of callables", subscribers)
+            )
+        else:
+            subscribers_t = tuple(subscribers)
+            for i, sub in enumerate(subscribers_t):
+                if not callable(sub):
+                    problems.append(SpecProblem(owner, f"subscribers[{i}]", "a callable", sub))
+        if log_summary_interval is not None and (
+            isinstance(log_summary_interval, bool)
+            or not isinstance(log_summary_interval, (int, float))
+            or not math.isfinite(log_summary_interval)
+            or log_summary_interval <= 0
+        ):
+            problems.append(
+                SpecProblem(
+                    owner,
+                    "log_summary_interval",
+                    "None or a finite number of seconds > 0",
+                    log_summary_interval,
+                )
+            )
+        self._owner = owner
+        self._name: str = name
+        self._path: str = name
+        self._max_restarts = max_restarts
+        self._period = float(period) if isinstance(period, (int, float)) else 0.0
+        self._logger = logger
+        self._subscribers = subscribers_t
+        self._clock: Callable[[], float] = clock if clock is not None else time.monotonic
+        self._log_summary_interval = (
+            None if log_summary_interval is None else float(log_summary_interval)
+        )
+        self._state = "new"
+        self._emit: Emitter = Emitter(self._path, None, ())  # replaced in start()
+        self._manager: gevent.Greenlet | None = None
+        self._context = contextvars.copy_context()
+        self._reset()
+
+    def _reset(self) -> None:
+        self._mailbox: gevent.queue.SimpleQueue = gevent.queue.SimpleQueue()
+        self._control: deque[_Request] = deque()
+        self._deferred: deque[Any] = deque()
+        self._intensity = RestartIntensity(self._max_restarts, self._period)
+        self._storms = CrashStorms(self._log_summary_interval)
+        self._done = gevent.event.Event()
+        self._started: gevent.event.AsyncResult = gevent.event.AsyncResult()
+        self._error: RestartIntensityExceeded | None = None
+        self._report: StopReport | None = None
+        self._end_reason: str | None = None
+        self._stop_deadline: float | None = None
+        self._unstopped: list[Unstopped] = []
+
+    # ------------------------------------------------------------------ introspection
+
+    @property
+    def name(self) -> str:
+        """The name given at construction."""
+        return self._name
+
+    @property
+    def path(self) -> str:
+        """The path in its tree, e.g. ``"root/db"`` (its name at the root)."""
+        return self._path
+
+    @property
+    def state(self) -> str:
+        """``"new"``, ``"starting"``, ``"running"``, ``"stopping"``, ``"stopped"`` or
+        ``"failed"``."""
+        return self._state
+
+    @property
+    def error(self) -> RestartIntensityExceeded | None:
+        """Why it gave up, once it has (``None`` otherwise)."""
+        return self._error
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def start(self) -> None:
+        """
+        Start the manager and the children, and return once they are started.
+
+        Something that stopped or gave up can be started again: it starts afresh from its
+        specs, with an empty restart window. Blocks the calling greenlet (never the hub).
+
+        Raises:
+            SupervisorAlreadyStartedError: If it is already starting or running.
+            ChildStartError: If a child exited abnormally before it was ready (or was not
+                ready in time); the children already started were stopped in reverse order.
+        """
+        if self._state in ("starting", "running", "stopping"):
+            raise SupervisorAlreadyStartedError(self._name, self._state)
+        self._reset()
+        self._state = "starting"
+        self._context = contextvars.copy_context()
+        self._emit = Emitter(self._path, self._logger, self._subscribers)
+        started = self._started
+        self._manager = gevent.spawn(self._main)
+        self._manager.name = f"greenkeep.manager[{self._path}]"
+        started.get()
+
+    def join(self, timeout: float | None = None) -> bool:
+        """
+        Wait until it has ended (stopped, or gave up).
+
+        Args:
+            timeout: Seconds to wait at most; ``None`` waits as long as it takes.
+
+        Returns:
+            ``True`` if it has ended, ``False`` if *timeout* passed first.
+
+        Raises:
+            RestartIntensityExceeded: On every call once it has given up.
+            SupervisorNotRunningError: If it was never started.
+        """
+        timeout = check_timeout(f"{self._owner}.join()", timeout)
+        if self._state == "new":
+            raise SupervisorNotRunningError(self._name, self._state, "be joined")
+        ended = self._done.wait(timeout)
+        if ended and self._error is not None:
+            raise self._error.with_traceback(None)
+        return bool(ended)
+
+    def stop(self, timeout: float | None = None) -> StopReport:
+        """
+        Stop every child (newest first), then the manager; return what happened.
+
+        Each child first gets its stop signal (`greenkeep.stop_signal`), then
+        ``GreenletExit``, and is waited for according to its shutdown policy; *timeout* caps
+        the whole stop on top of that. A child that does not stop in time is reported in
+        `StopReport.unstopped` and as a ``child_unstopped`` event. Nothing is restarted or
+        started once the stop has begun.
+
+        Idempotent: once stopped or failed it returns the earlier report at once; never
+        started, an empty report.
+
+        Called from inside one of its own children, it requests the stop and then raises
+        ``GreenletExit`` in the caller (let it propagate): the caller is one of the children
+        being stopped, so it cannot wait for the stop to finish. Called from the manager
+        greenlet itself (a subscriber), it schedules the stop and returns a report with
+        ``complete=False``.
+
+        Args:
+            timeout: Overall cap in seconds; ``None`` means each child's own policy.
+        """
+        cap = check_timeout(f"{self._owner}.stop()", timeout)
+        if self._state == "new":
+            return StopReport(self._path, "not_started")
+        if self._state in ("stopped", "failed"):
+            assert self._report is not None
+            return self._report
+        if cap is not None:
+            deadline = time.monotonic() + cap
+            if self._stop_deadline is None or deadline < self._stop_deadline:
+                self._stop_deadline = deadline
+        if self._end_reason is None:
+            self._end_reason = "shutdown"
+        self._mailbox.put_nowait(WAKE)
+        if _getcurrent() is self._manager:
+            return StopReport(self._path, self._end_reason, (), complete=False)
+        worker = current_worker()
+        if worker is not None and worker.child.supervisor is self:
+            raise GreenletExit
+        self._done.wait()
+        assert self._report is not None
+        return self._report
+
+    def run(self) -> None:
+        """
+        Start, wait until it ends, and stop it on the way out (even when interrupted).
+
+        This is what a supervisor does as a child of another supervisor, and what a
+        program whose main job is this supervisor calls.
+
+        Raises:
+            RestartIntensityExceeded: If it gave up.
+            ChildStartError: If it could not start.
+        """
+        if self._state in ("starting", "running", "stopping"):
+            raise SupervisorAlreadyStartedError(self._name, self._state)
+        worker = current_worker()
+        parent = getattr(worker.child, "supervisor", None) if worker is not None else None
+        self._path = f"{parent.path}/{self._name}" if parent is not None else self._name
+        try:
+            self.start()
+            if worker is not None:
+                ready()
+            self.join()
+        finally:
+            cap = None
+            if worker is not None and worker.child.stop_deadline is not None:
+                cap = max(0.0, worker.child.stop_deadline - time.monotonic())
+            report = self.stop(cap)
+            if worker is not None:
+                worker.child.sub_report = report
+
+    def __enter__(self: E) -> E:
+        self.start()  # type: ignore[attr-defined]
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    def _call(self, action: str, fn: Callable[[], E]) -> E:
+        """Run *fn* in the manager (ahead of any exit backlog) and return its result."""
+        if self._state != "running" or self._end_reason is not None:
+            state = "stopping" if self._state == "running" else self._state
+            raise SupervisorNotRunningError(self._name, state, action)
+        if _getcurrent() is self._manager:
+            raise CalledFromManagerError(self._name, action)
+        request = _Request(fn)
+        self._control.append(request)
+        self._mailbox.put_nowait(WAKE)
+        return request.result.get()  # type: ignore[no-any-return]
+
+    # ================================================================== the manager
+    # Everything below runs in the manager greenlet only.
+
+    def _start_children(self) -> None:
+        raise NotImplementedError
+
+    def _on_exit(self, child: Any, incarnation: int, exc: BaseException | None) -> None:
+        raise NotImplementedError
+
+    def _stop_all(self) -> None:
+        raise NotImplementedError
+
+    def _started_fields(self) -> dict[str, object]:
+        raise NotImplementedError
+
+    def _end_batch(self) -> None:
+        """Called after each batch of exits (the pool resumes parked workers here)."""
+
+    def _main(self) -> None:
+        emit = self._emit
+        started = self._started
+        try:
+            try:
+                self._start_children()
+            except StartFailed as failure:
+                self._end_reason = "start_failed"
+                self._stop_all()
+                self._finish("stopped")
+                started.set_exception(failure.error)
+                return
+            self._state = "running"
+            limit = self._intensity.max_restarts
+            emit.emit(
+                "info",
+                "supervisor_started",
+                **self._started_fields(),
+                max_restarts="unlimited" if isinstance(limit, _Unlimited) else limit,
+                period=self._period,
+            )
+            started.set(None)
+            self._loop()
+        except GreenletExit:
+            # Someone killed the manager: stop the children as for stop().
+            if self._end_reason is None:
+                self._end_reason = "shutdown"
+        except BaseException as exc:  # noqa: BLE001 - a bug here must not go unreported
+            self._end_reason = "manager_crashed"
+            emit.emit("critical", "supervisor_crashed", error=error_text(exc), exc_info=exc)
+        if self._state not in ("stopped", "failed"):
+            self._state = "stopping"
+            try:
+                self._stop_all()
+            finally:
+                self._finish("failed" if self._error is not None else "stopped")
+        if not started.ready():
+            started.set(None)
+
+    def _loop(self) -> None:
+        mailbox = self._mailbox
+        deferred = self._deferred
+        control = self._control
+        on_exit = self._on_exit
+        storms = self._storms
+        while self._end_reason is None:
+            if control:
+                self._serve(control.popleft())
+                continue
+            if deferred:
+                on_exit(*deferred.popleft())
+                self._end_batch()
+                continue
+            if storms.next_due is None:
+                item = mailbox.get()
+            else:
+                item = self._next_event(time.monotonic() + max(0.0, storms.next_due - self._clock()))
+                if item is None:
+                    self._flush_storms(False)
+                    continue
+            handled = 0
+            while True:
+                if item is not WAKE:
+                    on_exit(*item)
+                handled += 1
+                if (
+                    control  # requests go ahead of the backlog
+                    or self._end_reason is not None
+                    or handled >= BATCH
+                    or not mailbox.qsize()
+                ):
+                    break
+                item = mailbox.get_nowait()
+            item = None  # drop the last exit (its exception pins frames) before blocking
+            self._end_batch()
+            if storms.next_due is not None and self._clock() >= storms.next_due:
+                self._flush_storms(False)
+            if handled >= BATCH:
+                gevent.sleep(0)  # a backlog: let the rest of the process run
+
+    def _serve(self, request: _Request) -> None:
+        try:
+            value = request.fn()
+        except StartFailed as failure:
+            request.result.set_exception(failure.error)
+        except Exception as exc:  # noqa: BLE001 - the caller gets it
+            request.result.set_exception(exc)
+        else:
+            request.result.set(value)
+
+    def _next_event(self, deadline: float | None) -> Any:
+        """The next mailbox item, or ``None`` once *deadline* (monotonic) has passed."""
+        mailbox = self._mailbox
+        if deadline is None:
+            return mailbox.get()
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            try:
+                return mailbox.get_nowait()
+            except gevent.queue.Empty:
+                return None
+        try:
+            return mailbox.get(timeout=remaining)
+        except gevent.queue.Empty:
+            return None
+
+    def _finish(self, state: str) -> None:
+        # Record exits that arrived while stopping (late exits of unstopped children).
+        while self._deferred:
+            self._on_exit(*self._deferred.popleft())
+        while self._mailbox.qsize():
+            item = self._mailbox.get_nowait()
+            if item is not WAKE:
+                self._on_exit(*item)
+        item = None
+        self._end_batch()
+        self._flush_storms(True)
+        reason = self._end_reason or "shutdown"
+        self._report = StopReport(self._path, reason, tuple(self._unstopped))
+        self._state = state
+        level = (
+            "info"
+            if reason in ("shutdown", "auto_shutdown")
+            else "critical"
+            if reason == "manager_crashed"
+            else "error"
+        )
+        self._emit.emit(
+            level, "supervisor_stopped", reason=reason, unstopped=len(self._unstopped)
+        )
+        while self._control:
+            self._control.popleft().result.set_exception(
+                SupervisorNotRunningError(self._name, state, "serve this request")
+            )
+        self._done.set()
+
+    # ------------------------------------------------------------------ exit events
+
+    def _log_exit(
+        self,
+        child: Record,
+        incarnation: int,
+        kind: ExitKind,
+        exc: BaseException | None,
+        action: str,
+        restart: str,
+        routine: str = "info",
+    ) -> bool:
+        """
+        Log ``child_exited``; a crash is damped by the storm filter. Returns whether it was
+        logged in full (its ``child_restarted`` should be logged too).
+
+        *routine* is the level of non-crash exits (pools log them at ``debug``).
+        """
+        emit = self._emit
+        if exc is not None and (kind.is_abnormal or kind is ExitKind.INTERRUPTED):
+            storms = self._storms
+            if storms.interval is not None and kind is not ExitKind.INTERRUPTED:
+                key = (type_name(exc), raise_site(exc))
+                if not storms.admit(key, self._clock()):
+                    if storms.needs_sample(key):
+                        storms.sample(key, child.id, incarnation, error_text(exc))
+                    if emit.has_subscribers:
+                        emit.deliver(
+                            "error",
+                            "child_exited",
+                            {
+                                "child_id": child.id,
+                                "incarnation": incarnation,
+                                "reason": kind.value,
+                                "restart": restart,
+                                "action": action,
+                                "error": error_text(exc),
+                                "exc_info": exc,
+                                "summarized": True,
+                            },
+                        )
+                    return False
+            emit.emit(
+                "error" if kind.is_abnormal else "warning",
+                "child_exited",
+                child_id=child.id,
+                incarnation=incarnation,
+                reason=kind.value,
+                restart=restart,
+                action=action,
+                error=error_text(exc),
+                exc_info=exc,
+            )
+            return True
+        emit.emit(
+            routine,
+            "child_exited",
+            child_id=child.id,
+            incarnation=incarnation,
+            reason=kind.value,
+            restart=restart,
+            action=action,
+        )
+        return True
+
+    def _flush_storms(self, flush: bool) -> None:
+        for summary in self._storms.due(self._clock(), flush):
+            self._emit.emit(
+                "warning",
+                "exits_summarized",
+                error_type=summary.error_type,
+                location=summary.location,
+                count=summary.count,
+                total=summary.total,
+                sample_child_id=summary.sample_child_id,
+                sample_incarnation=summary.sample_incarnation,
+                sample_error=summary.sample_error,
+                storm_ended=summary.ended,
+                interval=self._storms.interval,
+            )
+
+    def _ignored_exit(self, child: Record, incarnation: int, exc: BaseException | None) -> None:
+        """An exit of an incarnation that was already accounted for (or abandoned)."""
+        if child.abandoned and child.abandoned == incarnation:
+            # An unstopped incarnation we stopped waiting for has ended after all.
+            child.abandoned = 0
+            self._emit.emit(
+                "info",
+                "child_exited",
+                child_id=child.id,
+                incarnation=incarnation,
+                reason=classify(exc, True).value,
+                restart="",
+                action="none",
+                late=True,
+            )
+        else:
+            self._emit.emit("debug", "exit_ignored", child_id=child.id, incarnation=incarnation)
+
+    def _give_up(self, child: Record, record: ExitRecord) -> None:
+        in_window = self._intensity.in_window
+        self._error = RestartIntensityExceeded(
+            self._path,
+            self._intensity.max_restarts,  # type: ignore[arg-type]
+            self._period,
+            in_window if in_window is not None else 0,
+            record,
+        )
+        self._emit.emit(
+            "critical",
+            "restart_intensity_exceeded",
+            child_id=child.id,
+            incarnation=record.incarnation,
+            reason=record.reason,
+            error=record.error,
+            max_restarts=self._intensity.max_restarts,
+            period=self._period,
+            restarts_in_period=in_window,
+        )
+        self._end_reason = "restart_intensity_exceeded"
+
+    # ------------------------------------------------------------------ stopping
+
+    def _request_stop(self, child: Record, cap: float | None, policy: ShutdownPolicy) -> bool:
+        """Ask one running child to stop; return whether it gets a cooperative phase."""
+        greenlet = child.greenlet
+        assert greenlet is not None
+        if not greenlet.dead:  # else its own exit is already posted: it keeps its reason
+            child.stop_requested = True
+        child.stop_deadline = policy_deadline(policy, time.monotonic(), cap)
+        event = child.stop_event
+        if event is not None:
+            event.set()
+        cooperative = event is not None and policy is not Shutdown.BRUTAL
+        if not cooperative:
+            kill(greenlet)
+        return cooperative
+
+    def _stop_records(
+        self, records: list[Record], policy_of: Callable[[Record], ShutdownPolicy], cap: float | None
+    ) -> None:
+        """
+        Stop *records* together: stop signals (and ``GreenletExit`` where there is no
+        cooperative phase) go to all at once, then each is waited for until its own
+        deadline. Children that outlive their bound are reported unstopped.
+        """
+        started = time.monotonic()
+        pending: dict[Record, int] = {}
+        cooperative: list[Record] = []
+        for record in records:
+            if record.greenlet is None:
+                continue
+            if self._request_stop(record, cap, policy_of(record)):
+                cooperative.append(record)
+            pending[record] = record.incarnation
+        if any(policy_of(r) is Shutdown.BRUTAL for r in pending):
+            gevent.sleep(0)  # let the kills land
+        self._await_exits(pending, lambda r: r.stop_deadline)
+        if cooperative:
+            late = [r for r in cooperative if r in pending]
+            for record in late:
+                assert record.greenlet is not None
+                kill(record.greenlet)
+            if late:
+                gevent.sleep(0)
+                now = time.monotonic()
+                self._await_exits(pending, lambda r: now)
+        for record, incarnation in pending.items():
+            self._abandon(record, incarnation, time.monotonic() - started, policy_of(record))
+
+    def _await_exits(
+        self, pending: dict[Record, int], deadline_of: Callable[[Record], float | None]
+    ) -> None:
+        """
+        Handle exits until every record in *pending* has exited (and is removed from it) or
+        its deadline (capped by a stop's overall deadline) has passed. Exits of other
+        children are deferred to the main loop.
+        """
+        for index in range(len(self._deferred) - 1, -1, -1):
+            item = self._deferred[index]
+            if pending.get(item[0]) == item[1]:
+                del self._deferred[index]
+                self._on_exit(*item)
+        self._drop_exited(pending)
+        while pending:
+            now = time.monotonic()
+            cap = self._stop_deadline  # a stop(timeout) issued meanwhile tightens the wait
+            latest: float | None = now
+            for record in pending:
+                deadline = deadline_of(record)
+                if cap is not None:
+                    deadline = cap if deadline is None else min(deadline, cap)
+                if deadline is None:
+                    latest = None
+                    break
+                latest = max(latest, deadline)
+            item = self._next_event(latest)  # at or past the deadline: only what is queued
+            if item is None:
+                return
+            if item is WAKE:
+                continue
+            if pending.get(item[0]) == item[1]:
+                self._on_exit(*item)
+                self._drop_exited(pending)
+            else:
+                self._deferred.append(item)
+            item = None
+
+    @staticmethod
+    def _drop_exited(pending: dict[Record, int]) -> None:
+        gone = [r for r, inc in pending.items() if r.greenlet is None or r.incarnation != inc]
+        for record in gone:
+            del pending[record]
+
+    def _abandon(
+        self, record: Record, incarnation: int, waited: float, policy: ShutdownPolicy
+    ) -> None:
+        record.abandoned = incarnation
+        record.greenlet = None
+        self._unstopped.append(Unstopped(self._path, record.id, incarnation, waited))
+        self._emit.emit(
+            "warning",
+            "child_unstopped",
+            child_id=record.id,
+            incarnation=incarnation,
+            waited=round(waited, 6),
+            shutdown=policy.value if isinstance(policy, Shutdown) else policy,
+        )
+
+    def _collect_sub_report(self, record: Record) -> None:
+        report = record.sub_report
+        if report is not None and report.unstopped:
+            self._unstopped.extend(report.unstopped)
+        record.sub_report = None
