@@ -26,6 +26,7 @@ from greenkeep._errors import (
 from greenkeep._events import EVENT_LEVELS, EventLogger, Subscriber
 from greenkeep._exits import ExitKind, ExitRecord
 from greenkeep._intensity import UNLIMITED
+from greenkeep._pool import RestartMode, WorkerHandle, WorkerPool
 from greenkeep._reports import ChildCounts, ChildInfo, StopReport, Unstopped
 from greenkeep._spec import ChildSpec, Restart, Shutdown
 from greenkeep._strategy import AutoShutdown, Strategy
@@ -55,6 +56,7 @@ __all__ = [
     "InvalidSpecError",
     "Restart",
     "RestartIntensityExceeded",
+    "RestartMode",
     "Shutdown",
     "SpecProblem",
     "StopReport",
@@ -65,7 +67,9 @@ __all__ = [
     "SupervisorNotRunningError",
     "Strategy",
     "Unstopped",
+    "WorkerHandle",
     "WorkerInfo",
+    "WorkerPool",
     "__version__",
     "current",
     "ready",

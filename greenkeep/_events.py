@@ -62,7 +62,7 @@ class Emitter:
     logger or subscriber does.
     """
 
-    __slots__ = ("_logger", "_subscribers", "failures", "supervisor")
+    __slots__ = ("_logger", "_subscribers", "failures", "has_subscribers", "supervisor")
 
     def __init__(
         self,
@@ -72,6 +72,8 @@ class Emitter:
     ) -> None:
         self.supervisor = supervisor
         self._subscribers = tuple(subscribers)
+        #: Whether any subscriber is registered.
+        self.has_subscribers = bool(self._subscribers)
         #: How many deliveries raised (logger and subscribers together).
         self.failures = 0
         self._logger: Any = self._resolve(logger)
@@ -89,11 +91,6 @@ class Emitter:
     def logger(self) -> Any:
         """The bound logger events go to (``supervisor`` already bound)."""
         return self._logger
-
-    @property
-    def has_subscribers(self) -> bool:
-        """Whether any subscriber is registered."""
-        return bool(self._subscribers)
 
     def emit(self, level: str, event: str, /, **fields: Any) -> None:
         """Log *event* at *level* with *fields* and hand it to every subscriber."""

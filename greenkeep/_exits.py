@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass
+from typing import Final
 
 from greenlet import GreenletExit
 
 from greenkeep._render import error_text, render_traceback
 from greenkeep._spec import Restart
 
-__all__ = ["Decision", "ExitKind", "ExitRecord", "classify", "decide"]
+__all__ = ["ABNORMAL_KINDS", "REASON", "Decision", "ExitKind", "ExitRecord", "classify", "decide"]
 
 
 class ExitKind(str, enum.Enum):
@@ -36,6 +37,13 @@ class ExitKind(str, enum.Enum):
         return self is ExitKind.ABNORMAL or self is ExitKind.HEARTBEAT_MISSED
 
 
+_NORMAL = ExitKind.NORMAL
+_SHUTDOWN = ExitKind.SHUTDOWN
+_ABNORMAL = ExitKind.ABNORMAL
+_INTERRUPTED = ExitKind.INTERRUPTED
+_HEARTBEAT_MISSED = ExitKind.HEARTBEAT_MISSED
+
+
 def classify(exc: BaseException | None, stop_requested: bool) -> ExitKind:
     """
     Classify one exit of one incarnation.
@@ -53,16 +61,16 @@ def classify(exc: BaseException | None, stop_requested: bool) -> ExitKind:
     Every other exception is `ABNORMAL`.
     """
     if exc is None:
-        return ExitKind.SHUTDOWN if stop_requested else ExitKind.NORMAL
+        return _SHUTDOWN if stop_requested else _NORMAL
     if isinstance(exc, KeyboardInterrupt):
-        return ExitKind.INTERRUPTED
+        return _INTERRUPTED
     if stop_requested:
-        return ExitKind.SHUTDOWN
+        return _SHUTDOWN
     if isinstance(exc, GreenletExit):
-        return ExitKind.NORMAL
+        return _NORMAL
     if isinstance(exc, SystemExit):
-        return ExitKind.NORMAL if exc.code in (0, None) else ExitKind.ABNORMAL
-    return ExitKind.ABNORMAL
+        return _NORMAL if exc.code in (0, None) else _ABNORMAL
+    return _ABNORMAL
 
 
 class Decision(enum.Enum):
@@ -87,13 +95,25 @@ def decide(restart: Restart, kind: ExitKind) -> Decision:
 
     `ExitKind.INTERRUPTED` never restarts (the supervisor is stopping).
     """
-    if restart is Restart.TEMPORARY:
-        return Decision.DROP
-    if kind is ExitKind.SHUTDOWN or kind is ExitKind.INTERRUPTED:
-        return Decision.KEEP
-    if restart is Restart.PERMANENT or kind.is_abnormal:
-        return Decision.RESTART
-    return Decision.KEEP
+    if restart is _TEMPORARY:
+        return _DROP
+    if kind is _SHUTDOWN or kind is _INTERRUPTED:
+        return _KEEP
+    if restart is _PERMANENT or kind is _ABNORMAL or kind is _HEARTBEAT_MISSED:
+        return _RESTART
+    return _KEEP
+
+
+#: The ``reason`` string of each kind (``.value`` of an enum member is slow on the hot path).
+REASON: Final[dict[ExitKind, str]] = {kind: kind.value for kind in ExitKind}
+#: The kinds that are crashes.
+ABNORMAL_KINDS: Final = frozenset({ExitKind.ABNORMAL, ExitKind.HEARTBEAT_MISSED})
+
+_RESTART = Decision.RESTART
+_KEEP = Decision.KEEP
+_DROP = Decision.DROP
+_TEMPORARY = Restart.TEMPORARY
+_PERMANENT = Restart.PERMANENT
 
 
 @dataclass(frozen=True)

@@ -36,12 +36,12 @@ from greenkeep._errors import (
     SupervisorNotRunningError,
 )
 from greenkeep._events import Emitter, EventLogger, Subscriber
-from greenkeep._exits import ExitKind, ExitRecord, classify
+from greenkeep._exits import ABNORMAL_KINDS, REASON, ExitKind, ExitRecord, classify
 from greenkeep._intensity import RestartIntensity, _Unlimited, intensity_problems
-from greenkeep._render import error_text, raise_site, type_name
+from greenkeep._render import error_text
 from greenkeep._reports import StopReport, Unstopped
 from greenkeep._spec import Shutdown, ShutdownPolicy
-from greenkeep._storm import CrashStorms
+from greenkeep._storm import CrashStorms, crash_kind
 from greenkeep._worker import WAKE, Runnable, WorkerGreenlet, current_worker, kill
 
 __all__ = ["BATCH", "Manager", "Record", "StartFailed", "check_timeout"]
@@ -481,7 +481,9 @@ class Manager:
             if storms.next_due is None:
                 item = mailbox.get()
             else:
-                item = self._next_event(time.monotonic() + max(0.0, storms.next_due - self._clock()))
+                item = self._next_event(
+                    time.monotonic() + max(0.0, storms.next_due - self._clock())
+                )
                 if item is None:
                     self._flush_storms(False)
                     continue
@@ -552,9 +554,7 @@ class Manager:
             if reason == "manager_crashed"
             else "error"
         )
-        self._emit.emit(
-            level, "supervisor_stopped", reason=reason, unstopped=len(self._unstopped)
-        )
+        self._emit.emit(level, "supervisor_stopped", reason=reason, unstopped=len(self._unstopped))
         while self._control:
             self._control.popleft().result.set_exception(
                 SupervisorNotRunningError(self._name, state, "serve this request")
@@ -580,49 +580,50 @@ class Manager:
         *routine* is the level of non-crash exits (pools log them at ``debug``).
         """
         emit = self._emit
-        if exc is not None and (kind.is_abnormal or kind is ExitKind.INTERRUPTED):
-            storms = self._storms
-            if storms.interval is not None and kind is not ExitKind.INTERRUPTED:
-                key = (type_name(exc), raise_site(exc))
-                if not storms.admit(key, self._clock()):
-                    if storms.needs_sample(key):
-                        storms.sample(key, child.id, incarnation, error_text(exc))
-                    if emit.has_subscribers:
-                        emit.deliver(
-                            "error",
-                            "child_exited",
-                            {
-                                "child_id": child.id,
-                                "incarnation": incarnation,
-                                "reason": kind.value,
-                                "restart": restart,
-                                "action": action,
-                                "error": error_text(exc),
-                                "exc_info": exc,
-                                "summarized": True,
-                            },
-                        )
-                    return False
+        reason = REASON[kind]
+        if exc is None or (kind not in ABNORMAL_KINDS and kind is not ExitKind.INTERRUPTED):
             emit.emit(
-                "error" if kind.is_abnormal else "warning",
+                routine,
                 "child_exited",
                 child_id=child.id,
                 incarnation=incarnation,
-                reason=kind.value,
+                reason=reason,
                 restart=restart,
                 action=action,
-                error=error_text(exc),
-                exc_info=exc,
             )
             return True
+        storms = self._storms
+        if storms.interval is not None and kind is not ExitKind.INTERRUPTED:
+            verdict = storms.admit_crash(exc, self._clock())
+            if verdict != 1:
+                if verdict == 2:
+                    storms.sample(crash_kind(exc), child.id, incarnation, error_text(exc))
+                if emit.has_subscribers:
+                    emit.deliver(
+                        "error",
+                        "child_exited",
+                        {
+                            "child_id": child.id,
+                            "incarnation": incarnation,
+                            "reason": reason,
+                            "restart": restart,
+                            "action": action,
+                            "error": error_text(exc),
+                            "exc_info": exc,
+                            "summarized": True,
+                        },
+                    )
+                return False
         emit.emit(
-            routine,
+            "error" if kind in ABNORMAL_KINDS else "warning",
             "child_exited",
             child_id=child.id,
             incarnation=incarnation,
-            reason=kind.value,
+            reason=reason,
             restart=restart,
             action=action,
+            error=error_text(exc),
+            exc_info=exc,
         )
         return True
 
@@ -652,7 +653,7 @@ class Manager:
                 "child_exited",
                 child_id=child.id,
                 incarnation=incarnation,
-                reason=classify(exc, True).value,
+                reason=REASON[classify(exc, True)],
                 restart="",
                 action="none",
                 late=True,
@@ -688,7 +689,8 @@ class Manager:
         """Ask one running child to stop; return whether it gets a cooperative phase."""
         greenlet = child.greenlet
         assert greenlet is not None
-        if not greenlet.dead:  # else its own exit is already posted: it keeps its reason
+        if not greenlet.dead and child.ran != -child.incarnation:
+            # Not exited yet (else its own exit is already posted, and keeps its reason).
             child.stop_requested = True
         child.stop_deadline = policy_deadline(policy, time.monotonic(), cap)
         event = child.stop_event
@@ -700,7 +702,10 @@ class Manager:
         return cooperative
 
     def _stop_records(
-        self, records: list[Record], policy_of: Callable[[Record], ShutdownPolicy], cap: float | None
+        self,
+        records: list[Record],
+        policy_of: Callable[[Record], ShutdownPolicy],
+        cap: float | None,
     ) -> None:
         """
         Stop *records* together: stop signals (and ``GreenletExit`` where there is no
@@ -736,50 +741,58 @@ class Manager:
     ) -> None:
         """
         Handle exits until every record in *pending* has exited (and is removed from it) or
-        its deadline (capped by a stop's overall deadline) has passed. Exits of other
-        children are deferred to the main loop.
+        the latest of their deadlines (capped by a stop's overall deadline) has passed.
+        Exits of other children are deferred to the main loop. O(len(pending) + exits).
         """
         for index in range(len(self._deferred) - 1, -1, -1):
             item = self._deferred[index]
             if pending.get(item[0]) == item[1]:
                 del self._deferred[index]
                 self._on_exit(*item)
-        self._drop_exited(pending)
+        for record in [r for r, inc in pending.items() if not self._running(r, inc)]:
+            del pending[record]
+        latest = self._latest_deadline(pending, deadline_of)
         while pending:
-            now = time.monotonic()
-            cap = self._stop_deadline  # a stop(timeout) issued meanwhile tightens the wait
-            latest: float | None = now
-            for record in pending:
-                deadline = deadline_of(record)
-                if cap is not None:
-                    deadline = cap if deadline is None else min(deadline, cap)
-                if deadline is None:
-                    latest = None
-                    break
-                latest = max(latest, deadline)
             item = self._next_event(latest)  # at or past the deadline: only what is queued
             if item is None:
                 return
-            if item is WAKE:
+            if item is WAKE:  # perhaps a stop(timeout) that tightens the wait
+                latest = self._latest_deadline(pending, deadline_of)
                 continue
-            if pending.get(item[0]) == item[1]:
+            record = item[0]
+            if pending.get(record) == item[1]:
                 self._on_exit(*item)
-                self._drop_exited(pending)
+                if not self._running(record, item[1]):
+                    del pending[record]
             else:
                 self._deferred.append(item)
-            item = None
+            item = record = None
+
+    def _latest_deadline(
+        self, pending: dict[Record, int], deadline_of: Callable[[Record], float | None]
+    ) -> float | None:
+        cap = self._stop_deadline
+        latest: float | None = time.monotonic()
+        for record in pending:
+            deadline = deadline_of(record)
+            if cap is not None:
+                deadline = cap if deadline is None else min(deadline, cap)
+            if deadline is None:
+                return None
+            if deadline > latest:  # type: ignore[operator]
+                latest = deadline
+        return latest
 
     @staticmethod
-    def _drop_exited(pending: dict[Record, int]) -> None:
-        gone = [r for r, inc in pending.items() if r.greenlet is None or r.incarnation != inc]
-        for record in gone:
-            del pending[record]
+    def _running(record: Record, incarnation: int) -> bool:
+        return record.greenlet is not None and record.incarnation == incarnation
 
     def _abandon(
         self, record: Record, incarnation: int, waited: float, policy: ShutdownPolicy
     ) -> None:
         record.abandoned = incarnation
         record.greenlet = None
+        self._abandoned(record)
         self._unstopped.append(Unstopped(self._path, record.id, incarnation, waited))
         self._emit.emit(
             "warning",
@@ -789,6 +802,9 @@ class Manager:
             waited=round(waited, 6),
             shutdown=policy.value if isinstance(policy, Shutdown) else policy,
         )
+
+    def _abandoned(self, record: Record) -> None:
+        """Hook: *record*'s incarnation was given up on (unstopped)."""
 
     def _collect_sub_report(self, record: Record) -> None:
         report = record.sub_report

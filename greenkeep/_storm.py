@@ -11,10 +11,30 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ["CrashKind", "CrashStorms", "StormSummary"]
+__all__ = ["CrashKind", "CrashStorms", "StormSummary", "crash_kind", "describe"]
 
-#: (qualified exception type name, "file:line" where it was raised)
-CrashKind = tuple[str, str]
+#: (exception type, code object and line where it was raised): cheap to build per crash;
+#: `describe` turns it into text only when a summary is logged.
+CrashKind = tuple[type, object, int]
+
+
+def crash_kind(exc: BaseException) -> CrashKind:
+    """The kind of a crash: its type and the innermost traceback entry (where it was raised)."""
+    tb = exc.__traceback__
+    if tb is None:
+        return (type(exc), None, 0)
+    while tb.tb_next is not None:
+        tb = tb.tb_next
+    return (type(exc), tb.tb_frame.f_code, tb.tb_lineno)
+
+
+def describe(kind: CrashKind) -> tuple[str, str]:
+    """(qualified type name, "file:line") of a crash kind."""
+    cls, code, line = kind
+    module = getattr(cls, "__module__", None)
+    name = cls.__qualname__ if module in (None, "builtins") else f"{module}.{cls.__qualname__}"
+    where = f"{code.co_filename}:{line}" if code is not None else "?"  # type: ignore[attr-defined]
+    return name, where
 
 
 @dataclass(frozen=True)
@@ -71,6 +91,27 @@ class CrashStorms:
         #: The earliest time a summary may be due, or ``None`` if nothing is pending.
         self.next_due: float | None = None
 
+    def admit_crash(self, exc: BaseException, now: float) -> int:
+        """
+        `admit` for a live exception, on the hot path: returns 1 (log it in full), 0 (counted,
+        the period has its sample) or 2 (counted: call `sample` with it).
+        """
+        tb = exc.__traceback__
+        if tb is None:
+            kind: CrashKind = (type(exc), None, 0)
+        else:
+            while tb.tb_next is not None:
+                tb = tb.tb_next
+            kind = (type(exc), tb.tb_frame.f_code, tb.tb_lineno)
+        storm = self._storms.get(kind)
+        if storm is None:
+            self.admit(kind, now)
+            return 1
+        storm.total += 1
+        storm.count += 1
+        storm.last_crash = now
+        return 0 if storm.sample is not None else 2
+
     def admit(self, kind: CrashKind, now: float) -> bool:
         """
         Count one crash of *kind* at *now*. ``True``: log it in full (the first of a storm,
@@ -122,10 +163,11 @@ class CrashStorms:
             ended = flush or now - storm.last_crash >= interval
             if storm.count:
                 child_id, incarnation, error = storm.sample or (None, 0, "")
+                error_type, location = describe(kind)
                 summaries.append(
                     StormSummary(
-                        kind[0],
-                        kind[1],
+                        error_type,
+                        location,
                         storm.count,
                         storm.total,
                         child_id,

@@ -359,8 +359,7 @@ class Supervisor(Manager):
             and (
                 self._auto_shutdown is AutoShutdown.ANY_SIGNIFICANT
                 or not any(
-                    c.spec.significant and c.greenlet is not None
-                    for c in self._children.values()
+                    c.spec.significant and c.greenlet is not None for c in self._children.values()
                 )
             )
         ):

@@ -129,11 +129,14 @@ def _run_fresh(child: Runnable, incarnation: int) -> None:
     child.ran = incarnation
     post = child.post
     try:
-        child.context.copy().run(child.target, *child.args, **child.kwargs)
+        if child.kwargs:
+            child.context.copy().run(child.target, *child.args, **child.kwargs)
+        else:
+            child.context.copy().run(child.target, *child.args)
     except KeyboardInterrupt as exc:
         post((child, incarnation, exc))
         _interrupt_main(exc)
-    except BaseException as exc:
+    except BaseException as exc:  # noqa: BLE001 - every exit is reported, never re-raised
         post((child, incarnation, exc))
     else:
         post((child, incarnation, None))
@@ -143,28 +146,36 @@ def _run_reusable(child: Runnable, incarnation: int) -> None:
     # The body of a reusable worker greenlet: run an incarnation, post its exit, park until
     # the manager resumes it (with the next incarnation) or retires it.
     switch_to_hub = _hub().switch
+    me = _getcurrent()
     post = child.post
+    context = child.context
+    target = child.target
+    args = child.args
+    kwargs = dict(child.kwargs)
     while True:
         child.ran = incarnation
         try:
-            child.context.copy().run(child.target, *child.args, **child.kwargs)
+            if kwargs:
+                context.copy().run(target, *args, **kwargs)
+            else:
+                context.copy().run(target, *args)
         except KeyboardInterrupt as exc:
             post((child, incarnation, exc))
             _interrupt_main(exc)
-        except BaseException as exc:
+        except BaseException as exc:  # noqa: BLE001 - every exit is reported
             post((child, incarnation, exc))
         else:
             post((child, incarnation, None))
+        child.ran = -incarnation  # parked: its exit is posted
         while True:  # parked
             try:
                 token = switch_to_hub()
             except GreenletExit:
                 return
-            except BaseException:
+            except BaseException:  # noqa: BLE001, S112 - a stale throw aimed at a dead incarnation
                 continue
             if type(token) is _Resume:
-                incarnation = token.incarnation
-                _getcurrent().incarnation = incarnation
+                incarnation = me.incarnation = token.incarnation
                 break
             if token is _RETIRE:
                 return
@@ -178,7 +189,7 @@ def _trampoline(greenlet: WorkerGreenlet, child: Runnable, incarnation: int) -> 
     except BaseException as exc:
         child.post((child, incarnation, exc))
         return
-    if child.ran != incarnation and greenlet.dead:
+    if child.ran != incarnation and child.ran != -incarnation and greenlet.dead:
         # Killed before it ever ran: the wrapper never saw it.
         child.post((child, incarnation, GreenletExit()))
 

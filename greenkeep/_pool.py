@@ -1,0 +1,500 @@
+"""
+`WorkerPool`: many identical workers under one spec (OTP's ``simple_one_for_one``, Elixir's
+``DynamicSupervisor``), built for tens of thousands of workers.
+
+Per crash the manager does O(1) work: the worker's record is found through the exit itself,
+the restart window keeps only the last ``max_restarts + 1`` timestamps, crash-storm damping is
+one dict lookup, and nothing scans the workers. Exits are drained in batches; in *reuse*
+mode one loop callback resumes every worker restarted in a batch.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any
+
+import gevent
+import gevent.event
+
+from greenkeep._errors import InvalidArgumentError, InvalidSpecError, SpecProblem
+from greenkeep._events import EventLogger, Subscriber
+from greenkeep._exits import (
+    ABNORMAL_KINDS,
+    REASON,
+    Decision,
+    ExitKind,
+    ExitRecord,
+    classify,
+    decide,
+)
+from greenkeep._intensity import RestartIntensity, _Unlimited
+from greenkeep._manager import Manager, Record, check_timeout
+from greenkeep._render import error_text
+from greenkeep._reports import ChildCounts, ChildInfo
+from greenkeep._spec import ChildSpec, Restart, Shutdown
+from greenkeep._storm import crash_kind
+from greenkeep._worker import kill, resume, retire, spawn_fresh, spawn_reusable
+
+__all__ = ["RestartMode", "WorkerHandle", "WorkerPool"]
+
+#: The default restart budget of a pool, per worker and window.
+RESTARTS_PER_WORKER = 3
+
+_INTERRUPTED = ExitKind.INTERRUPTED
+_ABNORMAL = ExitKind.ABNORMAL
+_RESTART = Decision.RESTART
+_ACTION = {d: d.value for d in Decision}
+
+
+class RestartMode(str, enum.Enum):
+    """How a pool worker's next incarnation runs."""
+
+    #: A new greenlet per incarnation (the default): a restart is a clean start, as a new
+    #: Erlang process is.
+    FRESH = "fresh"
+    #: The worker's greenlet runs the function again once the manager allows it: several
+    #: times cheaper, with documented differences (greenlet identity and ``gevent.local``
+    #: state persist).
+    REUSE = "reuse"
+
+
+class _Worker(Record):
+    __slots__ = ("last_reason", "live", "waiters")
+
+    def __init__(self, *args: Any) -> None:
+        super().__init__(*args)
+        self.live = 0  # the incarnation running now, 0 if none
+        self.last_reason: str | None = None
+        self.waiters: dict[int, gevent.event.Event] | None = None
+
+
+class WorkerHandle:
+    """
+    One incarnation of one pool worker. It never acts on another incarnation: once this
+    one has ended, `kill` does nothing and `join` returns at once.
+    """
+
+    __slots__ = ("_record", "incarnation", "worker_id")
+
+    def __init__(self, record: _Worker, incarnation: int) -> None:
+        self._record = record
+        self.worker_id: int = record.id  # type: ignore[assignment]
+        self.incarnation = incarnation
+
+    @property
+    def alive(self) -> bool:
+        """Whether this incarnation is still running."""
+        return self._record.live == self.incarnation
+
+    def kill(self) -> None:
+        """Send ``GreenletExit`` to this incarnation (a normal exit, restarted by a
+        permanent pool). Does nothing if it has already ended. Never blocks."""
+        record = self._record
+        if record.live == self.incarnation and record.greenlet is not None:
+            kill(record.greenlet)
+
+    def join(self, timeout: float | None = None) -> bool:
+        """Wait until this incarnation has ended; return whether it has."""
+        timeout = check_timeout("WorkerHandle.join()", timeout)
+        record = self._record
+        if record.live != self.incarnation:
+            return True
+        if record.waiters is None:
+            record.waiters = {}
+        event = record.waiters.setdefault(self.incarnation, gevent.event.Event())
+        return bool(event.wait(timeout))
+
+    def __repr__(self) -> str:
+        state = "alive" if self.alive else "ended"
+        return f"<WorkerHandle worker={self.worker_id} incarnation={self.incarnation} {state}>"
+
+
+class WorkerPool(Manager):
+    """
+    *size* identical workers running ``target(worker_id, *args, **kwargs)``.
+
+    Worker ids are ``0 .. size-1`` and never change; each worker's incarnation starts at 1
+    and grows on every restart (`greenkeep.current` tells a worker both).
+
+    Args:
+        target: What every worker runs; its first argument is the worker id.
+        size: How many workers, >= 0.
+        args, kwargs: Further arguments for *target*.
+        mode: ``"fresh"`` (default) or ``"reuse"`` (a `RestartMode`); see the README.
+        restart: The workers' restart type (default ``"permanent"``). A worker that is not
+            restarted stays in the pool as ``"terminated"``.
+        shutdown: Seconds to wait for workers to stop, ``"brutal"`` or ``"infinity"``;
+            default 5. All workers are stopped together under one deadline.
+        max_restarts: ``None`` (default): a budget that follows the pool's size, 3 restarts
+            per worker per window (``3 * size``, at least 3). An int fixes it; `UNLIMITED`
+            disables it.
+        period: The window in seconds; default 5.
+        name, logger, subscribers, clock, log_summary_interval: As for `Supervisor`.
+
+    Raises:
+        InvalidSpecError: Listing every invalid argument.
+    """
+
+    _kind = "pool"
+
+    def __init__(
+        self,
+        target: Callable[..., object],
+        size: int,
+        *,
+        args: Sequence[object] = (),
+        kwargs: Mapping[str, object] | None = None,
+        mode: RestartMode | str = RestartMode.FRESH,
+        restart: Restart | str = Restart.PERMANENT,
+        shutdown: float | Shutdown | str | None = None,
+        max_restarts: int | _Unlimited | None = None,
+        period: float = 5.0,
+        name: str = "pool",
+        logger: EventLogger | None = None,
+        subscribers: Iterable[Subscriber] = (),
+        clock: Callable[[], float] | None = None,
+        log_summary_interval: float | None = 1.0,
+    ) -> None:
+        problems: list[SpecProblem] = []
+        self._scaled_budget = max_restarts is None
+        super().__init__(
+            name=name,
+            max_restarts=RESTARTS_PER_WORKER if max_restarts is None else max_restarts,
+            period=period,
+            logger=logger,
+            subscribers=subscribers,
+            clock=clock,
+            log_summary_interval=log_summary_interval,
+            problems=problems,
+        )
+        owner = self._owner
+        if isinstance(size, bool) or not isinstance(size, int) or size < 0:
+            problems.append(SpecProblem(owner, "size", "an int >= 0", size))
+        try:
+            mode_e: RestartMode | None = RestartMode(mode)
+        except ValueError:
+            problems.append(SpecProblem(owner, "mode", "'fresh' or 'reuse'", mode))
+            mode_e = None
+        spec: ChildSpec | None = None
+        try:  # the per-worker fields are validated as a child spec would be
+            spec = ChildSpec("worker", target, args, kwargs, restart=restart, shutdown=shutdown)
+        except InvalidSpecError as exc:
+            problems.extend(SpecProblem(owner, p.field, p.allowed, p.got) for p in exc.problems)
+        if problems:
+            raise InvalidSpecError(problems)
+        assert spec is not None and mode_e is not None
+        self._spec = spec
+        self._restart_type = spec.restart
+        self._decisions = {kind: decide(spec.restart, kind) for kind in ExitKind}
+        self._restart_value = spec.restart.value
+        self._mode = mode_e
+        self._reuse = mode_e is RestartMode.REUSE
+        self._limited = not isinstance(self._max_restarts, _Unlimited)
+        self._size = size
+        self._workers: list[_Worker] = []
+        self._resumes: list[tuple[Any, int]] = []
+        self._retirees: list[Any] = []
+        self._apply_budget()
+
+    def _apply_budget(self) -> None:
+        if self._scaled_budget:
+            self._max_restarts = max(RESTARTS_PER_WORKER, RESTARTS_PER_WORKER * self._size)
+
+    def _reset(self) -> None:
+        super()._reset()
+        self._workers = []
+        self._resumes = []
+        self._retirees = []
+
+    # ------------------------------------------------------------------ introspection
+
+    @property
+    def size(self) -> int:
+        """How many worker slots the pool has (running or not)."""
+        return self._size
+
+    @property
+    def mode(self) -> RestartMode:
+        """The restart mode."""
+        return self._mode
+
+    @property
+    def max_restarts(self) -> int | _Unlimited:
+        """The current restart budget per window."""
+        return self._max_restarts
+
+    def worker(self, worker_id: int) -> WorkerHandle:
+        """
+        A handle on worker *worker_id*'s current (or last) incarnation. Never blocks.
+
+        Raises:
+            InvalidArgumentError: If there is no such worker.
+        """
+        if not (isinstance(worker_id, int) and 0 <= worker_id < len(self._workers)):
+            raise InvalidArgumentError(
+                f"{self._owner}.worker()",
+                "worker_id",
+                f"an int in 0..{len(self._workers) - 1}",
+                worker_id,
+            )
+        record = self._workers[worker_id]
+        return WorkerHandle(record, record.incarnation)
+
+    def which_children(self) -> list[ChildInfo]:
+        """Every worker, by id. O(size); never blocks."""
+        restart = self._spec.restart.value
+        return [
+            ChildInfo(
+                w.id,
+                w.status,
+                w.incarnation,
+                w.restarts,
+                restart,
+                "worker",
+                None
+                if w.last_reason is None
+                else ExitRecord(w.id, w.incarnation, w.last_reason, None),
+            )
+            for w in self._workers
+        ]
+
+    def count_children(self) -> ChildCounts:
+        """OTP's ``count_children`` (one spec). Never blocks."""
+        active = sum(1 for w in self._workers if w.live)
+        return ChildCounts(specs=1, active=active, supervisors=0, workers=len(self._workers))
+
+    def __repr__(self) -> str:
+        return (
+            f"<WorkerPool {self._path!r} {self._state} size={self._size} mode={self._mode.value}>"
+        )
+
+    # ------------------------------------------------------------------ resizing
+
+    def resize(self, size: int) -> None:
+        """
+        Grow or shrink the pool to *size* workers while it runs.
+
+        Growing starts workers with the next ids. Shrinking stops the workers with the
+        highest ids (the newest slots), together, by the shutdown policy, and removes them.
+        A budget that follows the size (the default) follows it.
+
+        Raises:
+            InvalidArgumentError: If *size* is not an int >= 0.
+            SupervisorNotRunningError: If the pool is not running.
+        """
+        if isinstance(size, bool) or not isinstance(size, int) or size < 0:
+            raise InvalidArgumentError(f"{self._owner}.resize()", "size", "an int >= 0", size)
+        self._call("resize", lambda: self._do_resize(size))
+
+    # ================================================================== the manager
+
+    def _started_fields(self) -> dict[str, object]:
+        return {"strategy": "simple_one_for_one", "children": self._size, "mode": self._mode.value}
+
+    def _start_children(self) -> None:
+        self._add_workers(self._size)
+
+    def _add_workers(self, count: int) -> None:
+        post = self._mailbox.put_nowait
+        spec = self._spec
+        spawn = spawn_reusable if self._mode is RestartMode.REUSE else spawn_fresh
+        emit = self._emit
+        first = len(self._workers)
+        for worker_id in range(first, first + count):
+            record = _Worker(
+                worker_id,
+                self,
+                spec.target,
+                (worker_id, *spec.args),
+                spec.kwargs,
+                post,
+                self._context,
+            )
+            self._workers.append(record)
+            record.incarnation = record.live = 1
+            record.status = "running"
+            record.started_at = self._clock()
+            record.greenlet = spawn(record, 1)
+            emit.emit("debug", "child_started", child_id=worker_id, incarnation=1)
+
+    def _do_resize(self, size: int) -> None:
+        current = len(self._workers)
+        if size > current:
+            self._size = size
+            self._apply_budget()
+            self._resize_window()
+            self._add_workers(size - current)
+        elif size < current:
+            leaving = self._workers[size:]
+            self._stop_records(
+                [w for w in reversed(leaving) if w.live], lambda r: self._spec.shutdown, None
+            )
+            self._flush_parked()
+            del self._workers[size:]
+            self._size = size
+            self._apply_budget()
+            self._resize_window()
+        self._emit.emit("info", "pool_resized", size=size, previous=current)
+
+    def _resize_window(self) -> None:
+        old = self._intensity
+        new = RestartIntensity(self._max_restarts, self._period)
+        for stamp in old._times:
+            new.record(stamp)
+        new.total = old.total
+        self._intensity = new
+
+    def _on_exit(self, worker: _Worker, incarnation: int, exc: BaseException | None) -> None:
+        """Handle one posted exit: the hot path, O(1), a handful of attribute updates when
+        the crash is damped in the log."""
+        if worker.live != incarnation:
+            self._ignored_exit(worker, incarnation, exc)
+            return
+        worker.live = 0
+        stop_requested = worker.stop_requested
+        if exc is not None and not stop_requested and isinstance(exc, Exception):
+            kind = _ABNORMAL  # the common crash, without classify's other checks
+        else:
+            kind = classify(exc, stop_requested)
+        worker.last_reason = REASON[kind]
+        if worker.waiters is not None and incarnation in worker.waiters:
+            worker.waiters.pop(incarnation).set()
+        if kind is _INTERRUPTED:
+            if self._end_reason is None:
+                self._end_reason = "interrupted"
+            self._not_restarted(worker, incarnation, kind, exc, "stop_supervisor")
+            return
+        if worker.status != "running" or self._end_reason is not None:
+            self._not_restarted(worker, incarnation, kind, exc, "none")
+            return
+        decision = self._decisions[kind]
+        if decision is not _RESTART:
+            self._not_restarted(worker, incarnation, kind, exc, _ACTION[decision])
+            return
+        now = self._clock()
+        if self._limited and self._intensity.record(now):
+            record = ExitRecord.of(worker.id, incarnation, kind, exc, now, True)
+            self._not_restarted(worker, incarnation, kind, exc, "give_up")
+            self._give_up(worker, record)
+            return
+        emit = self._emit
+        if kind is _ABNORMAL and self._storms.interval is not None:
+            verdict = self._storms.admit_crash(exc, now)  # type: ignore[arg-type]
+            if verdict == 1:
+                logged = self._log_exit(
+                    worker, incarnation, kind, exc, "restart", self._restart_value
+                )
+            else:
+                logged = False
+                if verdict == 2:
+                    self._storms.sample(
+                        crash_kind(exc),  # type: ignore[arg-type]
+                        worker.id,
+                        incarnation,
+                        error_text(exc),  # type: ignore[arg-type]
+                    )
+                if emit.has_subscribers:
+                    self._deliver_damped(worker, incarnation, kind, exc)
+        else:
+            logged = self._log_exit(
+                worker, incarnation, kind, exc, "restart", self._restart_value, "debug"
+            )
+        incarnation += 1
+        worker.incarnation = worker.live = incarnation
+        worker.restarts += 1
+        worker.stop_event = None
+        if self._reuse:
+            self._resumes.append((worker.greenlet, incarnation))
+        else:
+            worker.greenlet = spawn_fresh(worker, incarnation)
+        if logged:
+            emit.emit(
+                "info" if kind in ABNORMAL_KINDS else "debug",
+                "child_restarted",
+                child_id=worker.id,
+                incarnation=incarnation,
+                restarts_in_period=self._intensity.in_window,
+            )
+        elif emit.has_subscribers:
+            emit.deliver(
+                "info",
+                "child_restarted",
+                {
+                    "child_id": worker.id,
+                    "incarnation": incarnation,
+                    "restarts_in_period": self._intensity.in_window,
+                    "summarized": True,
+                },
+            )
+
+    def _deliver_damped(
+        self, worker: _Worker, incarnation: int, kind: ExitKind, exc: BaseException | None
+    ) -> None:
+        self._emit.deliver(
+            "error",
+            "child_exited",
+            {
+                "child_id": worker.id,
+                "incarnation": incarnation,
+                "reason": REASON[kind],
+                "restart": self._restart_value,
+                "action": "restart",
+                "error": None if exc is None else error_text(exc),
+                "exc_info": exc,
+                "summarized": True,
+            },
+        )
+
+    def _not_restarted(
+        self,
+        worker: _Worker,
+        incarnation: int,
+        kind: ExitKind,
+        exc: BaseException | None,
+        action: str,
+    ) -> None:
+        self._log_exit(worker, incarnation, kind, exc, action, self._restart_value, "debug")
+        self._park_or_drop(worker)
+        if worker.status != "stopping":
+            worker.status = "terminated"
+
+    def _abandoned(self, record: Record) -> None:
+        record.live = 0  # type: ignore[attr-defined]
+
+    def _park_or_drop(self, worker: _Worker) -> None:
+        # The incarnation ended and will not be followed: a parked reusable greenlet retires.
+        if self._mode is RestartMode.REUSE and worker.greenlet is not None:
+            self._retirees.append(worker.greenlet)
+        worker.greenlet = None
+
+    def _end_batch(self) -> None:
+        if self._resumes:
+            resume(self._resumes)
+            self._resumes = []
+        if self._retirees:
+            retire(self._retirees)
+            self._retirees = []
+
+    def _flush_parked(self) -> None:
+        self._end_batch()
+
+    def _stop_all(self) -> None:
+        # Restarts decided in the last batch have not been resumed yet: retire them instead.
+        if self._resumes:
+            for greenlet, incarnation in self._resumes:
+                record = greenlet.child
+                if record.live == incarnation:
+                    record.live = 0
+                    record.status = "terminated"
+                    record.greenlet = None
+                    self._retirees.append(greenlet)
+            self._resumes = []
+        self._end_batch()
+        running = [w for w in reversed(self._workers) if w.live]
+        for worker in running:
+            worker.status = "stopping"
+        self._stop_records(running, lambda r: self._spec.shutdown, self._stop_deadline)
+        self._end_batch()
+        for worker in running:
+            worker.status = "terminated"
