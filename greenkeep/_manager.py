@@ -572,12 +572,14 @@ class Manager:
         action: str,
         restart: str,
         routine: str = "info",
+        damp: bool = True,
     ) -> bool:
         """
         Log ``child_exited``; a crash is damped by the storm filter. Returns whether it was
         logged in full (its ``child_restarted`` should be logged too).
 
-        *routine* is the level of non-crash exits (pools log them at ``debug``).
+        *routine* is the level of non-crash exits (pools log them at ``debug``); *damp*
+        ``False`` logs a crash in full without consulting the storm filter (the caller did).
         """
         emit = self._emit
         reason = REASON[kind]
@@ -593,7 +595,7 @@ class Manager:
             )
             return True
         storms = self._storms
-        if storms.interval is not None and kind is not ExitKind.INTERRUPTED:
+        if damp and storms.interval is not None and kind is not ExitKind.INTERRUPTED:
             verdict = storms.admit_crash(exc, self._clock())
             if verdict != 1:
                 if verdict == 2:

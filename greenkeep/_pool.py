@@ -383,7 +383,7 @@ class WorkerPool(Manager):
             verdict = self._storms.admit_crash(exc, now)  # type: ignore[arg-type]
             if verdict == 1:
                 logged = self._log_exit(
-                    worker, incarnation, kind, exc, "restart", self._restart_value
+                    worker, incarnation, kind, exc, "restart", self._restart_value, damp=False
                 )
             else:
                 logged = False
