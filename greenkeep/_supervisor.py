@@ -305,7 +305,7 @@ class Supervisor(Manager):
 
     def _start_children(self) -> None:
         for spec in self._specs:
-            self._add_and_start(spec, self._context)
+            self._add_and_start(spec, self._context, keep_on_failure=True)
             if self._end_reason is not None:
                 break
 
@@ -418,13 +418,16 @@ class Supervisor(Manager):
             if sibling is not None and sibling.status == "restarting":
                 sibling.status = "terminated"
 
-    def _add_and_start(self, spec: ChildSpec, context: contextvars.Context) -> _Child:
+    def _add_and_start(
+        self, spec: ChildSpec, context: contextvars.Context, keep_on_failure: bool = False
+    ) -> _Child:
         child = _Child(spec, self, self._mailbox.put_nowait, context)
         self._children[spec.id] = child
         try:
             self._start_synchronously(child)
         except StartFailed:
-            self._children.pop(spec.id, None)
+            if not keep_on_failure:  # start_child: OTP does not add a child that failed
+                self._children.pop(spec.id, None)
             raise
         return child
 
