@@ -15,9 +15,9 @@ import contextvars
 import math
 import time
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from types import TracebackType
-from typing import Any, ClassVar, Final, TypeVar
+from typing import Any, ClassVar, Final, TypeVar, cast
 
 import gevent
 import gevent.event
@@ -55,6 +55,8 @@ E = TypeVar("E")
 class Record(Runnable):
     """The manager's record of one child or pool worker. Only the manager writes it, except
     `ran` (the worker) and `ready_inc` / `stop_event` (`greenkeep.ready`, `stop_signal`)."""
+
+    id: Any
 
     __slots__ = (
         "abandoned",
@@ -110,7 +112,7 @@ class _Request:
 
     def __init__(self, fn: Callable[[], object]) -> None:
         self.fn = fn
-        self.result: gevent.event.AsyncResult = gevent.event.AsyncResult()
+        self.result: gevent.event.AsyncResult[Any] = gevent.event.AsyncResult()
 
 
 class StartFailed(Exception):
@@ -222,18 +224,18 @@ class Manager:
         )
         self._state = "new"
         self._emit: Emitter = Emitter(self._path, None, ())  # replaced in start()
-        self._manager: gevent.Greenlet | None = None
+        self._manager: gevent.Greenlet[[], None] | None = None
         self._context = contextvars.copy_context()
         self._reset()
 
     def _reset(self) -> None:
-        self._mailbox: gevent.queue.SimpleQueue = gevent.queue.SimpleQueue()
+        self._mailbox: gevent.queue.SimpleQueue[Any] = gevent.queue.SimpleQueue()
         self._control: deque[_Request] = deque()
         self._deferred: deque[Any] = deque()
         self._intensity = RestartIntensity(self._max_restarts, self._period)
         self._storms = CrashStorms(self._log_summary_interval)
         self._done = gevent.event.Event()
-        self._started: gevent.event.AsyncResult = gevent.event.AsyncResult()
+        self._started: gevent.event.AsyncResult[None] = gevent.event.AsyncResult()
         self._error: RestartIntensityExceeded | None = None
         self._report: StopReport | None = None
         self._end_reason: str | None = None
@@ -405,7 +407,7 @@ class Manager:
         request = _Request(fn)
         self._control.append(request)
         self._mailbox.put_nowait(WAKE)
-        return request.result.get()  # type: ignore[no-any-return]
+        return cast(E, request.result.get())
 
     # ================================================================== the manager
     # Everything below runs in the manager greenlet only.
@@ -452,7 +454,7 @@ class Manager:
             # Someone killed the manager: stop the children as for stop().
             if self._end_reason is None:
                 self._end_reason = "shutdown"
-        except BaseException as exc:  # noqa: BLE001 - a bug here must not go unreported
+        except BaseException as exc:  # a bug here must not go unreported
             self._end_reason = "manager_crashed"
             emit.emit("critical", "supervisor_crashed", error=error_text(exc), exc_info=exc)
         if self._state not in ("stopped", "failed"):
@@ -512,7 +514,7 @@ class Manager:
             value = request.fn()
         except StartFailed as failure:
             request.result.set_exception(failure.error)
-        except Exception as exc:  # noqa: BLE001 - the caller gets it
+        except Exception as exc:  # the caller gets it
             request.result.set_exception(exc)
         else:
             request.result.set(value)
@@ -705,7 +707,7 @@ class Manager:
 
     def _stop_records(
         self,
-        records: list[Record],
+        records: Sequence[Record],
         policy_of: Callable[[Record], ShutdownPolicy],
         cap: float | None,
     ) -> None:
@@ -768,7 +770,7 @@ class Manager:
                     del pending[record]
             else:
                 self._deferred.append(item)
-            item = record = None
+            item = None
 
     def _latest_deadline(
         self, pending: dict[Record, int], deadline_of: Callable[[Record], float | None]

@@ -79,7 +79,7 @@ class WorkerHandle:
 
     def __init__(self, record: _Worker, incarnation: int) -> None:
         self._record = record
-        self.worker_id: int = record.id  # type: ignore[assignment]
+        self.worker_id: int = record.id
         self.incarnation = incarnation
 
     @property

@@ -85,7 +85,7 @@ class Runnable:
     ran: int
 
 
-class WorkerGreenlet(_RawGreenlet):  # type: ignore[misc]
+class WorkerGreenlet(_RawGreenlet):
     """
     The greenlet of one supervised child (a raw greenlet whose parent is the hub).
 
@@ -136,7 +136,7 @@ def _run_fresh(child: Runnable, incarnation: int) -> None:
     except KeyboardInterrupt as exc:
         post((child, incarnation, exc))
         _interrupt_main(exc)
-    except BaseException as exc:  # noqa: BLE001 - every exit is reported, never re-raised
+    except BaseException as exc:  # every exit is reported, never re-raised
         post((child, incarnation, exc))
     else:
         post((child, incarnation, None))
@@ -162,7 +162,7 @@ def _run_reusable(child: Runnable, incarnation: int) -> None:
         except KeyboardInterrupt as exc:
             post((child, incarnation, exc))
             _interrupt_main(exc)
-        except BaseException as exc:  # noqa: BLE001 - every exit is reported
+        except BaseException as exc:  # every exit is reported
             post((child, incarnation, exc))
         else:
             post((child, incarnation, None))
@@ -172,10 +172,10 @@ def _run_reusable(child: Runnable, incarnation: int) -> None:
                 token = switch_to_hub()
             except GreenletExit:
                 return
-            except BaseException:  # noqa: BLE001, S112 - a stale throw aimed at a dead incarnation
+            except BaseException:  # a stale throw aimed at a dead incarnation
                 continue
             if type(token) is _Resume:
-                incarnation = me.incarnation = token.incarnation
+                incarnation = me.incarnation = token.incarnation  # type: ignore[attr-defined]
                 break
             if token is _RETIRE:
                 return

@@ -7,10 +7,11 @@ import contextvars
 import gevent
 import gevent.event
 import pytest
-from _events import DEADLINE, Events
 
 import greenkeep
 from greenkeep import ChildSpec, Supervisor
+
+from _events import DEADLINE, Events
 
 
 def block_forever() -> None:

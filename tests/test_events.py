@@ -12,11 +12,12 @@ import gevent
 import gevent.event
 import pytest
 import structlog
-from _events import DEADLINE, Events
 from structlog.testing import capture_logs
 
 import greenkeep
 from greenkeep import ChildSpec, Supervisor
+
+from _events import DEADLINE, Events
 
 
 def block_forever() -> None:

@@ -14,6 +14,10 @@ import pytest
 from greenlet import GreenletExit
 from hypothesis import given
 from hypothesis import strategies as st
+
+from greenkeep._exits import Decision, ExitKind, ExitRecord, classify, decide
+from greenkeep._spec import Restart
+
 from strategies import (
     CustomBaseError,
     InterruptSubclass,
@@ -25,9 +29,6 @@ from strategies import (
     restarts,
     successful_system_exits,
 )
-
-from greenkeep._exits import Decision, ExitKind, ExitRecord, classify, decide
-from greenkeep._spec import Restart
 
 NORMAL = ExitKind.NORMAL
 SHUTDOWN = ExitKind.SHUTDOWN

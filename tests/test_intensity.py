@@ -12,9 +12,10 @@ import pickle
 
 import pytest
 from hypothesis import given
-from strategies import intensity_runs
 
 from greenkeep._intensity import UNLIMITED, RestartIntensity, intensity_problems
+
+from strategies import intensity_runs
 
 MAX_ALLOWED = "an int >= 0 or greenkeep.UNLIMITED"
 PERIOD_ALLOWED = "a finite number of seconds > 0"

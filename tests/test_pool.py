@@ -186,8 +186,8 @@ class TestReuseSemantics:
         while len(seen["fresh"]) < 2 or len(seen["reuse"]) < 2:
             gevent.sleep(0)
 
-        (f1, fl1), (f2, fl2) = seen["fresh"]
-        (r1, rl1), (r2, rl2) = seen["reuse"]
+        (f1, _), (f2, fl2) = seen["fresh"]
+        (r1, _), (r2, rl2) = seen["reuse"]
         assert f1 != f2 and fl2 is None
         assert r1 == r2 and rl2 == "left by incarnation 1"
 
@@ -202,7 +202,10 @@ class TestResize:
         pool.start()
 
         pool.resize(6)
-        assert ([0, 1, 2, 3, 4, 5], 18) == ([w.id for w in pool.which_children()], pool.max_restarts)
+        assert ([0, 1, 2, 3, 4, 5], 18) == (
+            [w.id for w in pool.which_children()],
+            pool.max_restarts,
+        )
         pool.resize(2)
 
         stopped = [e["child_id"] for e in events.of("child_exited", reason="shutdown")]
@@ -340,8 +343,9 @@ class TestInTrees:
             raise ValueError("pool worker crash")
 
         pool = WorkerPool(target, 2, max_restarts=0, name="workers", subscribers=[events])
-        root = Supervisor([ChildSpec("workers", pool)], max_restarts=0, name="root",
-                          subscribers=[events])
+        root = Supervisor(
+            [ChildSpec("workers", pool)], max_restarts=0, name="root", subscribers=[events]
+        )
         root.start()
         assert "running" == pool.state
         go.set()

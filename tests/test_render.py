@@ -13,7 +13,6 @@ import weakref
 
 import pytest
 from hypothesis import given
-from strategies import any_exits
 
 from greenkeep import _render
 from greenkeep._exits import ExitKind, ExitRecord
@@ -27,6 +26,8 @@ from greenkeep._render import (
     safe_str,
     type_name,
 )
+
+from strategies import any_exits
 
 #: Room for the "... [N more characters]" / "[N characters dropped]..." markers.
 MARKER = 64

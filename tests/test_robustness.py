@@ -16,10 +16,11 @@ import gevent
 import gevent.event
 import pytest
 import structlog
-from _events import DEADLINE, Events
 
 import greenkeep
 from greenkeep import ChildSpec, Supervisor
+
+from _events import DEADLINE, Events
 
 
 class BadStr(Exception):

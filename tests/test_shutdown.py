@@ -14,11 +14,12 @@ import gevent
 import gevent.event
 import gevent.queue
 import pytest
-from _events import DEADLINE, Events
 from greenlet import getcurrent
 
 import greenkeep
 from greenkeep import ChildSpec, Supervisor
+
+from _events import DEADLINE, Events
 
 SLACK = 0.5  # seconds of scheduling noise tolerated on top of a bound
 

@@ -11,10 +11,11 @@ import math
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from strategies import child_ids
 
 from greenkeep._errors import InvalidSpecError, SpecProblem
 from greenkeep._spec import DEFAULT_SHUTDOWN, ChildSpec, Restart, Shutdown, validate_specs
+
+from strategies import child_ids
 
 RESTART_ALLOWED = "one of 'permanent', 'transient', 'temporary'"
 SHUTDOWN_ALLOWED = "a number of seconds >= 0, 'brutal' or 'infinity'"

@@ -136,8 +136,10 @@ class TestSignificant:
             go.wait()
 
         sup = Supervisor(
-            [ChildSpec("job", job, restart=restart, significant=True),
-             ChildSpec("other", block_forever)],
+            [
+                ChildSpec("job", job, restart=restart, significant=True),
+                ChildSpec("other", block_forever),
+            ],
             auto_shutdown="any_significant",
         )
         sup.start()

@@ -12,7 +12,6 @@ from typing import Any
 import gevent
 import gevent.queue
 import pytest
-from _events import Events
 from greenlet import getcurrent
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
@@ -27,6 +26,8 @@ from hypothesis.stateful import (
 import greenkeep
 from greenkeep import ChildSpec, Supervisor
 from greenkeep.testing import ManualClock
+
+from _events import Events
 
 RESTARTS = ["permanent", "transient", "temporary"]
 
@@ -122,7 +123,9 @@ class SupervisorMachine(RuleBasedStateMachine):
     def start(self, strategy: str, restarts: list[str], max_restarts: int) -> None:
         specs = [self.spec(r) for r in restarts]
         self.model = Model(strategy, max_restarts, 5.0)
-        self.model.children = [ModelChild(str(s.id), r) for s, r in zip(specs, restarts, strict=True)]
+        self.model.children = [
+            ModelChild(str(s.id), r) for s, r in zip(specs, restarts, strict=True)
+        ]
         self.sup = Supervisor(
             specs,
             strategy=strategy,

@@ -9,10 +9,11 @@ import gevent
 import gevent.event
 import gevent.queue
 import pytest
-from _events import DEADLINE, Events
 
 import greenkeep
 from greenkeep import ChildSpec, Supervisor
+
+from _events import DEADLINE, Events
 
 IDS = ["a", "b", "c", "d"]
 

@@ -10,9 +10,10 @@ from __future__ import annotations
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from strategies import RestartScenario, child_orders, restart_scenarios
 
 from greenkeep._strategy import AutoShutdown, RestartPlan, Strategy, plan_restart
+
+from strategies import RestartScenario, child_orders, restart_scenarios
 
 ORDER = ("a", "b", "c", "d")
 

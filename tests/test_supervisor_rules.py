@@ -11,12 +11,13 @@ import gevent
 import gevent.event
 import gevent.queue
 import pytest
-from _events import DEADLINE, Events
 from greenlet import getcurrent
 
 import greenkeep
 from greenkeep import ChildSpec, Supervisor
 from greenkeep.testing import ManualClock
+
+from _events import DEADLINE, Events
 
 
 def block_forever() -> None:
