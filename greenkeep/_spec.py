@@ -11,9 +11,12 @@ import enum
 import math
 from collections.abc import Callable, Mapping, Sequence
 from types import MappingProxyType
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
 from greenkeep._errors import InvalidSpecError, SpecProblem
+
+if TYPE_CHECKING:
+    from greenkeep._manager import Manager
 
 __all__ = [
     "DEFAULT_SHUTDOWN",
@@ -146,7 +149,7 @@ class ChildSpec:
     )
 
     id: ChildId
-    target: Callable[..., object]
+    target: Callable[..., object] | Manager
     args: tuple[object, ...]
     kwargs: Mapping[str, object]
     restart: Restart
@@ -157,7 +160,7 @@ class ChildSpec:
     def __init__(
         self,
         id: ChildId,
-        target: Callable[..., object],
+        target: Callable[..., object] | Manager,
         args: Sequence[object] = (),
         kwargs: Mapping[str, object] | None = None,
         *,

@@ -50,8 +50,9 @@ class _Child(Record):
         post: Callable[[Any], None],
         context: contextvars.Context,
     ) -> None:
-        target = spec.target.run if spec.is_supervisor else spec.target  # type: ignore[attr-defined]
-        super().__init__(spec.id, supervisor, target, spec.args, spec.kwargs, post, context)
+        target = spec.target
+        runnable: Callable[..., object] = target.run if isinstance(target, Manager) else target
+        super().__init__(spec.id, supervisor, runnable, spec.args, spec.kwargs, post, context)
         self.spec = spec
         self.last_exit: ExitRecord | None = None
 

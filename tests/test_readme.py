@@ -1,0 +1,39 @@
+"""Every Python snippet in the README runs, as a user would run it."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+README = Path(__file__).resolve().parent.parent / "README.md"
+SNIPPETS = re.findall(r"```python\n(.*?)```", README.read_text(), flags=re.DOTALL)
+
+
+def test_readme_has_snippets() -> None:
+    """The README shows runnable examples."""
+    assert len(SNIPPETS) >= 8
+
+
+@pytest.mark.parametrize("index", range(len(SNIPPETS)))
+def test_snippet_runs(index: int, tmp_path: Path) -> None:
+    """The snippet exits cleanly in a fresh interpreter."""
+    script = tmp_path / f"snippet_{index}.py"
+    script.write_text(SNIPPETS[index])
+
+    result = subprocess.run(
+        [sys.executable, str(script)], capture_output=True, text=True, timeout=60
+    )
+
+    assert 0 == result.returncode, result.stdout[-2000:] + result.stderr[-4000:]
+
+
+def test_quick_start_commands_are_the_two_commands() -> None:
+    """The quick start shows exactly the benchmark and the test command."""
+    quick = README.read_text().split("## Quick start", 1)[1].split("##", 1)[0]
+    commands = re.findall(r"^uv run [^ #\n]+(?: [^#\n]*?)?(?=\s*(?:#|$))", quick, re.MULTILINE)
+
+    assert ["uv run benchmarks/restart_rate.py", "uv run pytest"] == [c.strip() for c in commands]
