@@ -44,7 +44,7 @@ from greenkeep._spec import Shutdown, ShutdownPolicy
 from greenkeep._storm import CrashStorms, crash_kind
 from greenkeep._worker import WAKE, Runnable, WorkerGreenlet, current_worker, kill
 
-__all__ = ["BATCH", "Manager", "Record", "StartFailed", "check_timeout"]
+__all__ = ["BATCH", "Manager", "Record", "StartFailed", "check_timeout", "child_state"]
 
 #: Exits handled per batch before the manager yields to the hub (fairness).
 BATCH: Final = 256
@@ -105,6 +105,15 @@ class Record(Runnable):
         self.ready_inc = 0
         self.abandoned = 0
         self.sub_report: StopReport | None = None
+
+
+def child_state(status: str, last_reason: str | None) -> str:
+    """A child's state as snapshots show it."""
+    if status == "terminated":
+        return "failed" if last_reason in ("abnormal", "heartbeat_missed") else "stopped"
+    if status == "stopping":
+        return "running"
+    return status
 
 
 class _Request:
@@ -264,6 +273,36 @@ class Manager:
     def error(self) -> RestartIntensityExceeded | None:
         """Why it gave up, once it has (``None`` otherwise)."""
         return self._error
+
+    def snapshot(self) -> dict[str, Any]:
+        """
+        A JSON-serialisable view of this supervisor and, recursively, of its children:
+        state, restart window, and per child its state (``running``, ``restarting``,
+        ``delayed``, ``stopped``, ``failed``), incarnation, restart count, uptime and last
+        exit reason. Never blocks; works in every state. O(children).
+        """
+        now = self._clock()
+        limit = self._intensity.max_restarts
+        snap: dict[str, Any] = {
+            "name": self._name,
+            "path": self._path,
+            "kind": self._kind,
+            "state": self._state,
+            "max_restarts": "unlimited" if isinstance(limit, _Unlimited) else limit,
+            "period": self._period,
+            "restarts_in_period": self._intensity.in_period(now),
+            "restarts": self._intensity.total,
+            "error": None if self._error is None else str(self._error),
+        }
+        snap.update(self._snapshot_fields())
+        snap["children"] = self._snapshot_children(now)
+        return snap
+
+    def _snapshot_fields(self) -> dict[str, Any]:
+        return {}
+
+    def _snapshot_children(self, now: float) -> list[dict[str, Any]]:
+        raise NotImplementedError
 
     # ------------------------------------------------------------------ lifecycle
 

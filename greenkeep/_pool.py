@@ -29,7 +29,7 @@ from greenkeep._exits import (
     decide,
 )
 from greenkeep._intensity import RestartIntensity, _Unlimited
-from greenkeep._manager import Manager, Record, check_timeout
+from greenkeep._manager import Manager, Record, check_timeout, child_state
 from greenkeep._render import error_text
 from greenkeep._reports import ChildCounts, ChildInfo
 from greenkeep._spec import ChildSpec, Restart, Shutdown
@@ -43,6 +43,7 @@ RESTARTS_PER_WORKER = 3
 
 _INTERRUPTED = ExitKind.INTERRUPTED
 _ABNORMAL = ExitKind.ABNORMAL
+_SHUTDOWN = ExitKind.SHUTDOWN
 _RESTART = Decision.RESTART
 _ACTION = {d: d.value for d in Decision}
 
@@ -264,6 +265,23 @@ class WorkerPool(Manager):
         active = sum(1 for w in self._workers if w.live)
         return ChildCounts(specs=1, active=active, supervisors=0, workers=len(self._workers))
 
+    def _snapshot_fields(self) -> dict[str, Any]:
+        return {"strategy": "simple_one_for_one", "mode": self._mode.value, "size": self._size}
+
+    def _snapshot_children(self, now: float) -> list[dict[str, Any]]:
+        return [
+            {
+                "id": w.id,
+                "type": "worker",
+                "state": child_state(w.status, w.last_reason),
+                "incarnation": w.incarnation,
+                "restarts": w.restarts,
+                "uptime": round(now - w.started_at, 6) if w.live else None,
+                "last_exit": w.last_reason,
+            }
+            for w in self._workers
+        ]
+
     def __repr__(self) -> str:
         return (
             f"<WorkerPool {self._path!r} {self._state} size={self._size} mode={self._mode.value}>"
@@ -299,7 +317,6 @@ class WorkerPool(Manager):
         post = self._mailbox.put_nowait
         spec = self._spec
         spawn = spawn_reusable if self._mode is RestartMode.REUSE else spawn_fresh
-        emit = self._emit
         first = len(self._workers)
         for worker_id in range(first, first + count):
             record = _Worker(
@@ -316,7 +333,6 @@ class WorkerPool(Manager):
             record.status = "running"
             record.started_at = self._clock()
             record.greenlet = spawn(record, 1)
-            emit.emit("debug", "child_started", child_id=worker_id, incarnation=1)
 
     def _do_resize(self, size: int) -> None:
         current = len(self._workers)
@@ -403,6 +419,7 @@ class WorkerPool(Manager):
         incarnation += 1
         worker.incarnation = worker.live = incarnation
         worker.restarts += 1
+        worker.started_at = now
         worker.stop_event = None
         if self._reuse:
             self._resumes.append((worker.greenlet, incarnation))
@@ -454,7 +471,23 @@ class WorkerPool(Manager):
         exc: BaseException | None,
         action: str,
     ) -> None:
-        self._log_exit(worker, incarnation, kind, exc, action, self._restart_value, "debug")
+        if kind is _SHUTDOWN:
+            # Workers the pool stops itself (stop, shrink): counted in supervisor_stopped and
+            # pool_resized, not logged one by one; subscribers still see each.
+            if self._emit.has_subscribers:
+                self._emit.deliver(
+                    "debug",
+                    "child_exited",
+                    {
+                        "child_id": worker.id,
+                        "incarnation": incarnation,
+                        "reason": REASON[kind],
+                        "restart": self._restart_value,
+                        "action": action,
+                    },
+                )
+        else:
+            self._log_exit(worker, incarnation, kind, exc, action, self._restart_value, "debug")
         self._park_or_drop(worker)
         if worker.status != "stopping":
             worker.status = "terminated"

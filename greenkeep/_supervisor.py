@@ -27,7 +27,7 @@ from greenkeep._errors import (
 from greenkeep._events import EventLogger, Subscriber
 from greenkeep._exits import Decision, ExitKind, ExitRecord, classify, decide
 from greenkeep._intensity import _Unlimited
-from greenkeep._manager import Manager, Record, StartFailed
+from greenkeep._manager import Manager, Record, StartFailed, child_state
 from greenkeep._reports import ChildCounts, ChildInfo
 from greenkeep._spec import ChildId, ChildSpec, Restart, validate_specs
 from greenkeep._strategy import AutoShutdown, Strategy, plan_restart
@@ -230,6 +230,41 @@ class Supervisor(Manager):
             "supervisor" if spec.is_supervisor else "worker",
             child.last_exit,
         )
+
+    def _snapshot_fields(self) -> dict[str, Any]:
+        return {"strategy": self._strategy.value}
+
+    def _snapshot_children(self, now: float) -> list[dict[str, Any]]:
+        children = []
+        for child in self._children.values():
+            reason = None if child.last_exit is None else child.last_exit.reason
+            entry: dict[str, Any] = {
+                "id": child.id,
+                "type": "supervisor" if child.spec.is_supervisor else "worker",
+                "state": child_state(child.status, reason),
+                "incarnation": child.incarnation,
+                "restarts": child.restarts,
+                "uptime": round(now - child.started_at, 6) if child.greenlet is not None else None,
+                "last_exit": reason,
+            }
+            target = child.spec.target
+            if isinstance(target, Manager):
+                entry["supervisor"] = target.snapshot()
+            children.append(entry)
+        if self._state == "new":
+            return [
+                {
+                    "id": spec.id,
+                    "type": "supervisor" if spec.is_supervisor else "worker",
+                    "state": "stopped",
+                    "incarnation": 0,
+                    "restarts": 0,
+                    "uptime": None,
+                    "last_exit": None,
+                }
+                for spec in self._specs
+            ]
+        return children
 
     def __repr__(self) -> str:
         return (
