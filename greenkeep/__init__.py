@@ -5,6 +5,7 @@ Workers are greenlets; a supervisor restarts them by OTP's rules (restart types,
 strategies, restart intensity, bounded shutdown) and reports every step as a structlog event.
 """
 
+from greenkeep._backoff import Backoff
 from greenkeep._current import StopSignal, WorkerInfo, current, ready, stop_signal
 from greenkeep._errors import (
     CalledFromManagerError,
@@ -25,6 +26,7 @@ from greenkeep._errors import (
 )
 from greenkeep._events import EVENT_LEVELS, EventLogger, Subscriber
 from greenkeep._exits import ExitKind, ExitRecord
+from greenkeep._heartbeat import beat, heartbeat
 from greenkeep._intensity import UNLIMITED
 from greenkeep._pool import RestartMode, WorkerHandle, WorkerPool
 from greenkeep._reports import ChildCounts, ChildInfo, StopReport, Unstopped
@@ -37,6 +39,7 @@ __all__ = [
     "EVENT_LEVELS",
     "UNLIMITED",
     "AutoShutdown",
+    "Backoff",
     "CalledFromManagerError",
     "ChildAlreadyPresentError",
     "ChildAlreadyStartedError",
@@ -71,7 +74,9 @@ __all__ = [
     "WorkerInfo",
     "WorkerPool",
     "__version__",
+    "beat",
     "current",
+    "heartbeat",
     "ready",
     "stop_signal",
 ]

@@ -50,6 +50,9 @@ EVENT_LEVELS: Final[Mapping[str, tuple[str, ...]]] = {
     "event_delivery_failed": ("error",),
     "exit_ignored": ("debug",),
     "exits_summarized": ("warning",),
+    "heartbeat_missed": ("warning",),
+    "child_restart_delayed": ("info",),
+    "pool_resized": ("info",),
     "supervisor_crashed": ("critical",),
 }
 

@@ -149,6 +149,8 @@ class ExitRecord:
         with_traceback: bool = False,
     ) -> ExitRecord:
         """Render *exc* (if any) into a record; never keeps *exc* itself."""
+        if kind is ExitKind.HEARTBEAT_MISSED:  # greenkeep's own kill: no traceback of interest
+            return cls(child_id, incarnation, kind.value, "heartbeat missed", None, at)
         if exc is None:
             return cls(child_id, incarnation, kind.value, None, None, at)
         tb = render_traceback(exc) if with_traceback else None

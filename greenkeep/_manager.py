@@ -12,8 +12,11 @@ state directly (greenlets are cooperative: between two switches the state is con
 from __future__ import annotations
 
 import contextvars
+import heapq
 import math
+import random
 import time
+import weakref
 from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 from types import TracebackType
@@ -25,6 +28,7 @@ import gevent.queue
 from greenlet import GreenletExit
 from greenlet import getcurrent as _getcurrent
 
+from greenkeep._backoff import Backoff
 from greenkeep._current import ready
 from greenkeep._errors import (
     CalledFromManagerError,
@@ -37,6 +41,7 @@ from greenkeep._errors import (
 )
 from greenkeep._events import Emitter, EventLogger, Subscriber
 from greenkeep._exits import ABNORMAL_KINDS, REASON, ExitKind, ExitRecord, classify
+from greenkeep._heartbeat import HeartbeatMonitor
 from greenkeep._intensity import RestartIntensity, _Unlimited, intensity_problems
 from greenkeep._render import error_text
 from greenkeep._reports import StopReport, Unstopped
@@ -48,6 +53,10 @@ __all__ = ["BATCH", "Manager", "Record", "StartFailed", "check_timeout", "child_
 
 #: Exits handled per batch before the manager yields to the hub (fairness).
 BATCH: Final = 256
+
+#: Timers this close (in clock seconds) to due are run (floating-point sums of a manual
+#: clock's steps land a hair before the tick they were meant to reach).
+_TIMER_SLACK: Final = 1e-9
 
 E = TypeVar("E")
 
@@ -61,7 +70,11 @@ class Record(Runnable):
     __slots__ = (
         "abandoned",
         "awaiting_ready",
+        "backoff_attempt",
+        "delay_seq",
         "greenlet",
+        "hb_missed",
+        "heartbeat_board",
         "id",
         "incarnation",
         "ready_inc",
@@ -105,6 +118,10 @@ class Record(Runnable):
         self.ready_inc = 0
         self.abandoned = 0
         self.sub_report: StopReport | None = None
+        self.hb_missed = 0  # the incarnation killed for missing its heartbeat
+        self.heartbeat_board: set[Any] | None = None
+        self.backoff_attempt = 0
+        self.delay_seq = 0
 
 
 def child_state(status: str, last_reason: str | None) -> str:
@@ -182,6 +199,7 @@ class Manager:
         clock: Callable[[], float] | None,
         log_summary_interval: float | None,
         problems: list[SpecProblem],
+        random_source: Callable[[], float] | None = None,
     ) -> None:
         owner = f"{self._kind} {name!r}" if isinstance(name, str) else self._kind
         if not isinstance(name, str) or not name or "/" in name:
@@ -220,6 +238,13 @@ class Manager:
                     log_summary_interval,
                 )
             )
+        if random_source is not None and not callable(random_source):
+            problems.append(
+                SpecProblem(owner, "random", "None or a callable returning [0, 1)", random_source)
+            )
+        self._random: Callable[[], float] = (
+            random_source if random_source is not None else random.random
+        )
         self._owner = owner
         self._name: str = name
         self._path: str = name
@@ -250,6 +275,9 @@ class Manager:
         self._end_reason: str | None = None
         self._stop_deadline: float | None = None
         self._unstopped: list[Unstopped] = []
+        self._monitors: list[HeartbeatMonitor] = []
+        self._delayed: list[tuple[float, int, Record]] = []
+        self._seq = 0
 
     # ------------------------------------------------------------------ introspection
 
@@ -324,6 +352,9 @@ class Manager:
         self._state = "starting"
         self._context = contextvars.copy_context()
         self._emit = Emitter(self._path, self._logger, self._subscribers)
+        register = getattr(self._clock, "register_waker", None)
+        if callable(register):  # a manual clock: wake the manager when it moves
+            register(weakref.WeakMethod(self._wake))
         started = self._started
         self._manager = gevent.spawn(self._main)
         self._manager.name = f"greenkeep.manager[{self._path}]"
@@ -510,7 +541,6 @@ class Manager:
         deferred = self._deferred
         control = self._control
         on_exit = self._on_exit
-        storms = self._storms
         while self._end_reason is None:
             if control:
                 self._serve(control.popleft())
@@ -519,14 +549,18 @@ class Manager:
                 on_exit(*deferred.popleft())
                 self._end_batch()
                 continue
-            if storms.next_due is None:
+            wake_at = self._next_wakeup()
+            if wake_at is None:
                 item = mailbox.get()
             else:
-                item = self._next_event(
-                    time.monotonic() + max(0.0, storms.next_due - self._clock())
-                )
-                if item is None:
-                    self._flush_storms(False)
+                now = self._clock()
+                if wake_at - now <= _TIMER_SLACK:
+                    self._run_timers(now)
+                    continue
+                try:  # a positive timeout: this always yields to the hub
+                    item = mailbox.get(timeout=wake_at - now)
+                except gevent.queue.Empty:
+                    self._run_timers(self._clock())
                     continue
             handled = 0
             while True:
@@ -543,10 +577,93 @@ class Manager:
                 item = mailbox.get_nowait()
             item = None  # drop the last exit (its exception pins frames) before blocking
             self._end_batch()
-            if storms.next_due is not None and self._clock() >= storms.next_due:
-                self._flush_storms(False)
+            wake_at = self._next_wakeup()
+            if wake_at is not None:
+                now = self._clock()
+                if now + _TIMER_SLACK >= wake_at:
+                    self._run_timers(now)
             if handled >= BATCH:
                 gevent.sleep(0)  # a backlog: let the rest of the process run
+
+    # ------------------------------------------------------------------ timers
+
+    def _next_wakeup(self) -> float | None:
+        """The earliest clock time something is due: a storm summary, a heartbeat tick, a
+        delayed restart. ``None`` if nothing is."""
+        due = self._storms.next_due
+        for monitor in self._monitors:
+            if monitor.watched and (due is None or monitor.next_tick < due):
+                due = monitor.next_tick
+        if self._delayed and (due is None or self._delayed[0][0] < due):
+            due = self._delayed[0][0]
+        return due
+
+    def _run_timers(self, now: float) -> None:
+        now += _TIMER_SLACK  # clock readings that differ by rounding only count as due
+        storms = self._storms
+        if storms.next_due is not None and now >= storms.next_due:
+            self._flush_storms(False)
+        for monitor in self._monitors:
+            if monitor.watched and now >= monitor.next_tick:
+                for record in monitor.tick(now):
+                    self._heartbeat_missed(record, monitor.interval)
+        delayed = self._delayed
+        while delayed and delayed[0][0] <= now and self._end_reason is None:
+            _, seq, record = heapq.heappop(delayed)
+            if record.delay_seq == seq:
+                self._restart_delayed(record)
+        self._end_batch()
+
+    def _heartbeat_missed(self, record: Record, interval: float) -> None:
+        """*record* has not beaten for *interval*: kill it; its exit is a heartbeat miss."""
+        greenlet = record.greenlet
+        if greenlet is None or record.status != "running":
+            return
+        record.hb_missed = record.incarnation
+        self._emit.emit(
+            "warning",
+            "heartbeat_missed",
+            child_id=record.id,
+            incarnation=record.incarnation,
+            interval=interval,
+        )
+        kill(greenlet)
+
+    def _schedule_restart(
+        self, record: Record, delay: float, attempt: int, logged: bool = True
+    ) -> None:
+        """Restart *record* after *delay* clock seconds (backoff); it shows as ``delayed``.
+        *logged* ``False``: its crash was damped in the log, so is this event."""
+        self._seq += 1
+        record.delay_seq = self._seq
+        record.status = "delayed"
+        heapq.heappush(self._delayed, (self._clock() + delay, self._seq, record))
+        fields = {
+            "child_id": record.id,
+            "incarnation": record.incarnation,
+            "delay": round(delay, 6),
+            "attempt": attempt,
+        }
+        if logged:
+            self._emit.emit("info", "child_restart_delayed", **fields)
+        elif self._emit.has_subscribers:
+            self._emit.deliver("info", "child_restart_delayed", {**fields, "summarized": True})
+
+    def _restart_delayed(self, record: Record) -> None:
+        """Hook: a delayed restart of *record* is due."""
+        raise NotImplementedError
+
+    def _backoff_attempt(self, record: Record, backoff: Backoff, now: float) -> int:
+        """The attempt number of *record*'s next restart under *backoff*."""
+        if now - record.started_at >= backoff.reset_after:
+            record.backoff_attempt = 0
+        record.backoff_attempt += 1
+        return record.backoff_attempt
+
+    def _wake(self) -> None:
+        """Wake the manager (e.g. when a manual clock moves)."""
+        if self._state in ("starting", "running", "stopping"):
+            self._mailbox.put_nowait(WAKE)
 
     def _serve(self, request: _Request) -> None:
         try:
@@ -624,6 +741,8 @@ class Manager:
         """
         emit = self._emit
         reason = REASON[kind]
+        if kind is ExitKind.HEARTBEAT_MISSED:
+            return self._log_heartbeat_exit(child, incarnation, action, restart, damp)
         if exc is None or (kind not in ABNORMAL_KINDS and kind is not ExitKind.INTERRUPTED):
             emit.emit(
                 routine,
@@ -668,6 +787,31 @@ class Manager:
             error=error_text(exc),
             exc_info=exc,
         )
+        return True
+
+    def _log_heartbeat_exit(
+        self, child: Record, incarnation: int, action: str, restart: str, damp: bool
+    ) -> bool:
+        # Killed by greenkeep for missing its heartbeat: the reason says so, and there is no
+        # exception of the worker's own to attach.
+        fields: dict[str, Any] = {
+            "child_id": child.id,
+            "incarnation": incarnation,
+            "reason": "heartbeat_missed",
+            "restart": restart,
+            "action": action,
+            "error": "heartbeat missed",
+        }
+        storms = self._storms
+        if damp and storms.interval is not None:
+            kind_key = (ExitKind, None, 0)  # one storm kind for every heartbeat miss
+            if not storms.admit(kind_key, self._clock()):
+                if storms.needs_sample(kind_key):
+                    storms.sample(kind_key, child.id, incarnation, "heartbeat missed")
+                if self._emit.has_subscribers:
+                    self._emit.deliver("error", "child_exited", {**fields, "summarized": True})
+                return False
+        self._emit.emit("error", "child_exited", **fields)
         return True
 
     def _flush_storms(self, flush: bool) -> None:

@@ -17,6 +17,7 @@ from typing import Any
 import gevent
 import gevent.event
 
+from greenkeep._backoff import Backoff
 from greenkeep._errors import InvalidArgumentError, InvalidSpecError, SpecProblem
 from greenkeep._events import EventLogger, Subscriber
 from greenkeep._exits import (
@@ -28,6 +29,7 @@ from greenkeep._exits import (
     classify,
     decide,
 )
+from greenkeep._heartbeat import HeartbeatMonitor
 from greenkeep._intensity import RestartIntensity, _Unlimited
 from greenkeep._manager import Manager, Record, check_timeout, child_state
 from greenkeep._render import error_text
@@ -44,6 +46,8 @@ RESTARTS_PER_WORKER = 3
 _INTERRUPTED = ExitKind.INTERRUPTED
 _ABNORMAL = ExitKind.ABNORMAL
 _SHUTDOWN = ExitKind.SHUTDOWN
+_NORMAL = ExitKind.NORMAL
+_HEARTBEAT_MISSED = ExitKind.HEARTBEAT_MISSED
 _RESTART = Decision.RESTART
 _ACTION = {d: d.value for d in Decision}
 
@@ -131,7 +135,10 @@ class WorkerPool(Manager):
             per worker per window (``3 * size``, at least 3). An int fixes it; `UNLIMITED`
             disables it.
         period: The window in seconds; default 5.
-        name, logger, subscribers, clock, log_summary_interval: As for `Supervisor`.
+        heartbeat: ``None`` or seconds > 0: every worker must call `greenkeep.beat` at
+            least this often, or it is killed and restarted (reason ``heartbeat_missed``).
+        backoff: ``None`` or a `Backoff`: delay each worker's restarts exponentially.
+        name, logger, subscribers, clock, log_summary_interval, random: As for `Supervisor`.
 
     Raises:
         InvalidSpecError: Listing every invalid argument.
@@ -156,10 +163,14 @@ class WorkerPool(Manager):
         subscribers: Iterable[Subscriber] = (),
         clock: Callable[[], float] | None = None,
         log_summary_interval: float | None = 1.0,
+        heartbeat: float | None = None,
+        backoff: Backoff | None = None,
+        random: Callable[[], float] | None = None,
     ) -> None:
         problems: list[SpecProblem] = []
         self._scaled_budget = max_restarts is None
         super().__init__(
+            random_source=random,
             name=name,
             max_restarts=RESTARTS_PER_WORKER if max_restarts is None else max_restarts,
             period=period,
@@ -179,7 +190,16 @@ class WorkerPool(Manager):
             mode_e = None
         spec: ChildSpec | None = None
         try:  # the per-worker fields are validated as a child spec would be
-            spec = ChildSpec("worker", target, args, kwargs, restart=restart, shutdown=shutdown)
+            spec = ChildSpec(
+                "worker",
+                target,
+                args,
+                kwargs,
+                restart=restart,
+                shutdown=shutdown,
+                heartbeat=heartbeat,
+                backoff=backoff,
+            )
         except InvalidSpecError as exc:
             problems.extend(SpecProblem(owner, p.field, p.allowed, p.got) for p in exc.problems)
         if problems:
@@ -193,9 +213,12 @@ class WorkerPool(Manager):
         self._reuse = mode_e is RestartMode.REUSE
         self._limited = not isinstance(self._max_restarts, _Unlimited)
         self._size = size
+        self._heartbeat = spec.heartbeat
+        self._backoff = spec.backoff
         self._workers: list[_Worker] = []
         self._resumes: list[tuple[Any, int]] = []
         self._retirees: list[Any] = []
+        self._monitor: HeartbeatMonitor | None = None
         self._apply_budget()
 
     def _apply_budget(self) -> None:
@@ -207,6 +230,11 @@ class WorkerPool(Manager):
         self._workers = []
         self._resumes = []
         self._retirees = []
+        self._monitor = None
+        heartbeat = getattr(self, "_heartbeat", None)
+        if heartbeat is not None:
+            self._monitor = HeartbeatMonitor(heartbeat, self._clock())
+            self._monitors.append(self._monitor)
 
     # ------------------------------------------------------------------ introspection
 
@@ -317,6 +345,7 @@ class WorkerPool(Manager):
         post = self._mailbox.put_nowait
         spec = self._spec
         spawn = spawn_reusable if self._mode is RestartMode.REUSE else spawn_fresh
+        monitor = self._monitor
         first = len(self._workers)
         for worker_id in range(first, first + count):
             record = _Worker(
@@ -333,6 +362,9 @@ class WorkerPool(Manager):
             record.status = "running"
             record.started_at = self._clock()
             record.greenlet = spawn(record, 1)
+            if monitor is not None:
+                record.heartbeat_board = monitor.board
+                monitor.started(record)
 
     def _do_resize(self, size: int) -> None:
         current = len(self._workers)
@@ -343,6 +375,10 @@ class WorkerPool(Manager):
             self._add_workers(size - current)
         elif size < current:
             leaving = self._workers[size:]
+            for worker in leaving:
+                if worker.status == "delayed":  # cancel their pending restarts
+                    worker.status = "terminated"
+                    self._park_or_drop(worker)
             self._stop_records(
                 [w for w in reversed(leaving) if w.live], lambda r: self._spec.shutdown, None
             )
@@ -373,6 +409,10 @@ class WorkerPool(Manager):
             kind = _ABNORMAL  # the common crash, without classify's other checks
         else:
             kind = classify(exc, stop_requested)
+        if self._monitor is not None:
+            self._monitor.ended(worker)
+            if worker.hb_missed == incarnation and kind is _NORMAL:
+                kind = _HEARTBEAT_MISSED  # our GreenletExit, not someone else's
         worker.last_reason = REASON[kind]
         if worker.waiters is not None and incarnation in worker.waiters:
             worker.waiters.pop(incarnation).set()
@@ -416,15 +456,15 @@ class WorkerPool(Manager):
             logged = self._log_exit(
                 worker, incarnation, kind, exc, "restart", self._restart_value, "debug"
             )
-        incarnation += 1
-        worker.incarnation = worker.live = incarnation
-        worker.restarts += 1
-        worker.started_at = now
-        worker.stop_event = None
-        if self._reuse:
-            self._resumes.append((worker.greenlet, incarnation))
-        else:
-            worker.greenlet = spawn_fresh(worker, incarnation)
+        if self._backoff is not None:
+            attempt = self._backoff_attempt(worker, self._backoff, now)
+            if not self._reuse:
+                worker.greenlet = None  # dead; a new one is spawned when the delay is over
+            self._schedule_restart(
+                worker, self._backoff.delay(attempt, self._random()), attempt, logged
+            )
+            return
+        incarnation = self._relaunch(worker, now)
         if logged:
             emit.emit(
                 "info" if kind in ABNORMAL_KINDS else "debug",
@@ -444,6 +484,35 @@ class WorkerPool(Manager):
                     "summarized": True,
                 },
             )
+
+    def _relaunch(self, worker: _Worker, now: float) -> int:
+        """Run *worker*'s next incarnation; return its number."""
+        incarnation = worker.incarnation + 1
+        worker.incarnation = worker.live = incarnation
+        worker.restarts += 1
+        worker.started_at = now
+        worker.stop_event = None
+        worker.status = "running"
+        if self._reuse:
+            self._resumes.append((worker.greenlet, incarnation))
+        else:
+            worker.greenlet = spawn_fresh(worker, incarnation)
+        if self._monitor is not None:
+            self._monitor.started(worker)
+        return incarnation
+
+    def _restart_delayed(self, record: Record) -> None:
+        assert isinstance(record, _Worker)
+        if record.status != "delayed":
+            return  # cancelled (stop, shrink)
+        incarnation = self._relaunch(record, self._clock())
+        self._emit.emit(
+            "info",
+            "child_restarted",
+            child_id=record.id,
+            incarnation=incarnation,
+            restarts_in_period=self._intensity.in_window,
+        )
 
     def _deliver_damped(
         self, worker: _Worker, incarnation: int, kind: ExitKind, exc: BaseException | None
@@ -523,6 +592,10 @@ class WorkerPool(Manager):
                     record.greenlet = None
                     self._retirees.append(greenlet)
             self._resumes = []
+        for worker in self._workers:
+            if worker.status == "delayed":  # cancel pending (backoff) restarts
+                worker.status = "terminated"
+                self._park_or_drop(worker)
         self._end_batch()
         running = [w for w in reversed(self._workers) if w.live]
         for worker in running:

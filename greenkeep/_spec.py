@@ -13,6 +13,7 @@ from collections.abc import Callable, Mapping, Sequence
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Final
 
+from greenkeep._backoff import Backoff
 from greenkeep._errors import InvalidSpecError, SpecProblem
 
 if TYPE_CHECKING:
@@ -124,6 +125,12 @@ class ChildSpec:
         significant: With the supervisor's *auto_shutdown*, whether this child's own exit
             can end the supervisor (OTP 24). Only transient and temporary children may be
             significant.
+        heartbeat: ``None`` (default), or seconds > 0: the worker must call
+            `greenkeep.beat` at least this often (the first deadline counts from its start);
+            one that does not is killed and handled as a crash with reason
+            ``heartbeat_missed``.
+        backoff: ``None`` (default: restart at once) or a `Backoff`: delay restarts
+            exponentially, with jitter, a cap and a reset after a healthy run.
         ready_timeout: ``None`` (default): the child does not signal readiness, and
             `Supervisor.start` starts the next child once this one has run up to its first
             yield. A number of seconds: the child calls `greenkeep.ready` once initialised,
@@ -139,6 +146,8 @@ class ChildSpec:
 
     __slots__ = (
         "args",
+        "backoff",
+        "heartbeat",
         "id",
         "kwargs",
         "ready_timeout",
@@ -156,6 +165,8 @@ class ChildSpec:
     shutdown: ShutdownPolicy
     significant: bool
     ready_timeout: float | None
+    heartbeat: float | None
+    backoff: Backoff | None
 
     def __init__(
         self,
@@ -168,6 +179,8 @@ class ChildSpec:
         shutdown: float | Shutdown | str | None = None,
         significant: bool = False,
         ready_timeout: float | None = None,
+        heartbeat: float | None = None,
+        backoff: Backoff | None = None,
     ) -> None:
         problems: list[SpecProblem] = []
         owner = _owner(id)
@@ -215,9 +228,24 @@ class ChildSpec:
                     owner, "ready_timeout", "None or a number of seconds > 0", ready_timeout
                 )
             )
+        if heartbeat is not None and (
+            isinstance(heartbeat, bool)
+            or not isinstance(heartbeat, (int, float))
+            or not math.isfinite(heartbeat)
+            or heartbeat <= 0
+        ):
+            problems.append(
+                SpecProblem(
+                    owner, "heartbeat", "None or a finite number of seconds > 0", heartbeat
+                )
+            )
+        if backoff is not None and not isinstance(backoff, Backoff):
+            problems.append(SpecProblem(owner, "backoff", "None or a greenkeep.Backoff", backoff))
         if problems:
             raise InvalidSpecError(problems)
         set_ = object.__setattr__
+        set_(self, "heartbeat", None if heartbeat is None else float(heartbeat))
+        set_(self, "backoff", backoff)
         if ready_timeout is None and _is_supervisor(target):
             ready_timeout = math.inf  # a child supervisor is ready once its subtree started
         set_(self, "ready_timeout", None if ready_timeout is None else float(ready_timeout))
@@ -258,7 +286,8 @@ class ChildSpec:
             f"ChildSpec(id={self.id!r}, target={target}, args={self.args!r}, "
             f"kwargs={dict(self.kwargs)!r}, restart={self.restart.value!r}, "
             f"shutdown={shutdown!r}, significant={self.significant!r}, "
-            f"ready_timeout={self.ready_timeout!r})"
+            f"ready_timeout={self.ready_timeout!r}, heartbeat={self.heartbeat!r}, "
+            f"backoff={self.backoff!r})"
         )
 
 

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from greenkeep._exits import ExitKind
+
 __all__ = ["CrashKind", "CrashStorms", "StormSummary", "crash_kind", "describe"]
 
 #: (exception type, code object and line where it was raised): cheap to build per crash;
@@ -31,6 +33,8 @@ def crash_kind(exc: BaseException) -> CrashKind:
 def describe(kind: CrashKind) -> tuple[str, str]:
     """(qualified type name, "file:line") of a crash kind."""
     cls, code, line = kind
+    if cls is ExitKind:
+        return "heartbeat_missed", "?"
     module = getattr(cls, "__module__", None)
     name = cls.__qualname__ if module in (None, "builtins") else f"{module}.{cls.__qualname__}"
     where = f"{code.co_filename}:{line}" if code is not None else "?"  # type: ignore[attr-defined]

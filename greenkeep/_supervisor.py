@@ -26,6 +26,7 @@ from greenkeep._errors import (
 )
 from greenkeep._events import EventLogger, Subscriber
 from greenkeep._exits import Decision, ExitKind, ExitRecord, classify, decide
+from greenkeep._heartbeat import HeartbeatMonitor
 from greenkeep._intensity import _Unlimited
 from greenkeep._manager import Manager, Record, StartFailed, child_state
 from greenkeep._reports import ChildCounts, ChildInfo
@@ -41,7 +42,7 @@ E = TypeVar("E")
 class _Child(Record):
     """A supervisor's record of one child."""
 
-    __slots__ = ("last_exit", "spec")
+    __slots__ = ("delayed_group", "last_exit", "spec")
 
     def __init__(
         self,
@@ -55,6 +56,7 @@ class _Child(Record):
         super().__init__(spec.id, supervisor, runnable, spec.args, spec.kwargs, post, context)
         self.spec = spec
         self.last_exit: ExitRecord | None = None
+        self.delayed_group: list[ChildId] | None = None
 
 
 def _enum_value(
@@ -93,6 +95,7 @@ class Supervisor(Manager):
         log_summary_interval: Crash-storm damping: after the first crash of a kind (type
             and raising line), further ones are summarized at most once per this many
             seconds. ``None`` logs every crash in full. Default 1.0.
+        random: Uniform numbers in [0, 1) for backoff jitter; default ``random.random``.
 
     Raises:
         InvalidSpecError: Listing every invalid argument; nothing was started.
@@ -113,9 +116,11 @@ class Supervisor(Manager):
         subscribers: Iterable[Subscriber] = (),
         clock: Callable[[], float] | None = None,
         log_summary_interval: float | None = 1.0,
+        random: Callable[[], float] | None = None,
     ) -> None:
         problems: list[SpecProblem] = []
         super().__init__(
+            random_source=random,
             name=name,
             max_restarts=max_restarts,
             period=period,
@@ -163,6 +168,14 @@ class Supervisor(Manager):
     def _reset(self) -> None:
         super()._reset()
         self._children = {}
+        self._monitor_of: dict[float, HeartbeatMonitor] = {}
+
+    def _monitor_for(self, interval: float) -> HeartbeatMonitor:
+        monitor = self._monitor_of.get(interval)
+        if monitor is None:
+            monitor = self._monitor_of[interval] = HeartbeatMonitor(interval, self._clock())
+            self._monitors.append(monitor)
+        return monitor
 
     # ------------------------------------------------------------------ introspection
 
@@ -354,9 +367,13 @@ class Supervisor(Manager):
         # shutdown only if the request came first; an exit that raced a request keeps its own
         # reason but is not restarted (status "stopping").
         kind = classify(exc, child.stop_requested)
+        spec = child.spec
+        if spec.heartbeat is not None:
+            self._monitor_of[spec.heartbeat].ended(child)
+            if child.hb_missed == incarnation and kind is ExitKind.NORMAL:
+                kind = ExitKind.HEARTBEAT_MISSED  # our GreenletExit, not someone else's
         child.greenlet = None
         now = self._clock()
-        spec = child.spec
         if kind is ExitKind.INTERRUPTED:
             decision = Decision.DROP if spec.restart is Restart.TEMPORARY else Decision.KEEP
             action = "stop_supervisor"
@@ -409,7 +426,10 @@ class Supervisor(Manager):
         child.sub_report = None
         child.started_at = self._clock()
         child.status = "running"
+        child.hb_missed = 0
         child.greenlet = spawn_fresh(child, child.incarnation)
+        if child.spec.heartbeat is not None:
+            self._monitor_of[child.spec.heartbeat].started(child)
 
     def _log_restarted(self, child: _Child, logged: bool = True) -> None:
         fields = {
@@ -423,7 +443,16 @@ class Supervisor(Manager):
             self._emit.deliver("info", "child_restarted", {**fields, "summarized": True})
 
     def _restart(self, child: _Child, logged: bool) -> None:
+        backoff = child.spec.backoff
+        delay, attempt = 0.0, 0
+        if backoff is not None:
+            attempt = self._backoff_attempt(child, backoff, self._clock())
+            delay = backoff.delay(attempt, self._random())
         if self._strategy is Strategy.ONE_FOR_ONE:
+            if backoff is not None:
+                child.delayed_group = None
+                self._schedule_restart(child, delay, attempt)
+                return
             child.restarts += 1
             self._spawn(child)
             self._log_restarted(child, logged)
@@ -442,22 +471,42 @@ class Supervisor(Manager):
             self._shutdown_child(children[key], self._stop_deadline)
         for key in plan.drop:
             children.pop(key, None)
-        for key in plan.start:
-            sibling = children[key]
+        if backoff is not None and self._end_reason is None:
+            for key in plan.start:
+                children[key].status = "delayed"
+            child.delayed_group = list(plan.start)
+            self._schedule_restart(child, delay, attempt)
+            return
+        self._start_group(list(plan.start))
+
+    def _start_group(self, keys: list[ChildId]) -> None:
+        children = self._children
+        for key in keys:
+            sibling = children.get(key)
+            if sibling is None or sibling.status not in ("restarting", "delayed"):
+                continue
             if self._end_reason is not None:
                 break  # a stop arrived mid-restart: start nothing more
             sibling.restarts += 1
             self._spawn(sibling)
             self._log_restarted(sibling)
-        for key in plan.start:
-            sibling = children.get(key)  # type: ignore[assignment]
-            if sibling is not None and sibling.status == "restarting":
+        for key in keys:
+            sibling = children.get(key)
+            if sibling is not None and sibling.status in ("restarting", "delayed"):
                 sibling.status = "terminated"
+
+    def _restart_delayed(self, record: Record) -> None:
+        assert isinstance(record, _Child)
+        group = record.delayed_group
+        record.delayed_group = None
+        self._start_group(group if group is not None else [record.id])
 
     def _add_and_start(
         self, spec: ChildSpec, context: contextvars.Context, keep_on_failure: bool = False
     ) -> _Child:
         child = _Child(spec, self, self._mailbox.put_nowait, context)
+        if spec.heartbeat is not None:
+            child.heartbeat_board = self._monitor_for(spec.heartbeat).board
         self._children[spec.id] = child
         try:
             self._start_synchronously(child)
@@ -514,8 +563,8 @@ class Supervisor(Manager):
         for child in reversed(list(self._children.values())):
             if child.greenlet is not None:
                 self._shutdown_child(child, self._stop_deadline)
-            elif child.status == "restarting":
-                child.status = "terminated"
+            elif child.status in ("restarting", "delayed"):
+                child.status = "terminated"  # a pending (delayed) restart is cancelled
 
     def _shutdown_child(self, child: _Child, cap: float | None) -> None:
         """Stop one running child by its policy (and *cap*); report it if it outlives it."""
@@ -562,7 +611,7 @@ class Supervisor(Manager):
         child = self._find(child_id)
         if child.greenlet is not None:
             raise ChildRunningError(self._name, child_id, "restarted")
-        if child.status == "restarting":
+        if child.status in ("restarting", "delayed"):
             raise ChildRestartingError(self._name, child_id, "restarted")
         try:
             self._start_synchronously(child)
@@ -575,6 +624,6 @@ class Supervisor(Manager):
         child = self._find(child_id)
         if child.greenlet is not None:
             raise ChildRunningError(self._name, child_id, "deleted")
-        if child.status == "restarting":
+        if child.status in ("restarting", "delayed"):
             raise ChildRestartingError(self._name, child_id, "deleted")
         del self._children[child_id]

@@ -7,6 +7,8 @@ Helpers for testing code that uses greenkeep: a manual clock for restart windows
 from __future__ import annotations
 
 import math
+import weakref
+from collections.abc import Callable
 
 __all__ = ["ManualClock"]
 
@@ -22,10 +24,11 @@ class ManualClock:
     5.0
     """
 
-    __slots__ = ("_now",)
+    __slots__ = ("_now", "_wakers")
 
     def __init__(self, start: float = 0.0) -> None:
         self._now = float(start)
+        self._wakers: list[weakref.WeakMethod[Callable[[], None]]] = []
 
     def __call__(self) -> float:
         return self._now
@@ -37,6 +40,18 @@ class ManualClock:
                 f"ManualClock.advance: seconds must be a finite number >= 0 (got {seconds!r})"
             )
         self._now += seconds
+        alive = []
+        for ref in self._wakers:
+            wake = ref()
+            if wake is not None:
+                alive.append(ref)
+                wake()
+        self._wakers = alive
+
+    def register_waker(self, waker: weakref.WeakMethod[Callable[[], None]]) -> None:
+        """Called by supervisors using this clock: they are woken (to run their timers:
+        heartbeat ticks, delayed restarts, log summaries) whenever the clock advances."""
+        self._wakers.append(waker)
 
     def __repr__(self) -> str:
         return f"ManualClock({self._now!r})"

@@ -1,0 +1,236 @@
+"""
+gunicorn server hooks: one root supervisor in every worker process of ``gunicorn -k gevent``.
+
+A supervisor belongs to one process. `Hooks` builds the root in each worker process, after
+gunicorn's gevent worker has monkey-patched and re-initialised the hub
+(``post_worker_init``), and stops it when the worker exits (``worker_exit``). A root is never
+inherited from the arbiter: the factory runs in the worker, and a root that is already
+started when the factory returns it is refused. With ``--preload`` the application module is
+imported once in the arbiter and forked; it must therefore build no supervisor at import,
+only define the factory.
+
+When a worker's root ends on its own (it gave up, or ``auto_shutdown``), the worker stops
+accepting requests and exits, and the arbiter replaces it with a fresh worker and a fresh
+root: the process-level escalation that OTP leaves to the next supervisor up. A worker whose
+root gave up exits with status `greenkeep.runner.EXIT_GAVE_UP` (70), which the arbiter logs
+("Worker (pid:…) exited with code 70").
+
+Recipe (``gunicorn.conf.py``)::
+
+    import greenkeep.gunicorn
+
+    worker_class = "gevent"
+    hooks = greenkeep.gunicorn.Hooks("myapp:build_root", stop_timeout=8)
+    on_starting = hooks.on_starting
+    post_worker_init = hooks.post_worker_init
+    worker_exit = hooks.worker_exit
+    child_exit = hooks.child_exit
+
+and in ``myapp.py``, the status endpoints in the same application::
+
+    app = greenkeep.wsgi.StatusApp(greenkeep.gunicorn.current_root, app=my_wsgi_app)
+
+Nothing here imports gunicorn; ``prometheus_client`` is imported (through
+`greenkeep.prometheus`) only when ``PROMETHEUS_MULTIPROC_DIR`` is set.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+import os
+from collections.abc import Callable
+from typing import Any, Protocol
+
+import gevent
+import structlog
+
+from greenkeep._errors import InvalidArgumentError, RestartIntensityExceeded
+from greenkeep._events import EventLogger
+from greenkeep._manager import check_timeout
+from greenkeep._pool import WorkerPool
+from greenkeep._supervisor import Supervisor
+from greenkeep.runner import DEFAULT_STOP_TIMEOUT, EXIT_GAVE_UP
+
+__all__ = ["GunicornWorker", "Hooks", "current_root"]
+
+_root: Supervisor | WorkerPool | None = None
+_root_pid = 0
+
+
+def current_root() -> Supervisor | WorkerPool | None:
+    """
+    The root supervisor that `Hooks.post_worker_init` started in this process, or ``None``:
+    in the arbiter, in a worker before the hook ran or after ``worker_exit`` stopped it, and
+    in any process forked from one that had a root (a root is per process).
+
+    Pass the function itself (not its result) to `greenkeep.wsgi.StatusApp`.
+    """
+    if _root is not None and _root_pid == os.getpid():
+        return _root
+    return None
+
+
+class GunicornWorker(Protocol):
+    """What the hooks use of a gunicorn worker object."""
+
+    pid: int
+    alive: bool
+
+
+class Hooks:
+    """
+    gunicorn server hooks that run one root supervisor in every gevent worker process.
+
+    Assign its methods to the hooks of the same name in a gunicorn configuration file (see
+    the module's recipe).
+
+    Args:
+        factory: What builds the root in each worker: a callable returning a `Supervisor`
+            or `WorkerPool`, or its import path ``"module:attribute"`` (imported in the
+            worker, after gevent's monkey-patching). It must return a supervisor that has
+            not been started.
+
+        stop_timeout: Bound in seconds on stopping the root when the worker exits
+            (``None``: each child's own policy). gunicorn first drains requests for up to
+            its ``graceful_timeout`` and kills a worker that is still alive after that, so
+            keep request time plus *stop_timeout* below ``graceful_timeout`` (30 s by
+            default).
+
+        logger: The structlog logger for the hooks' own events; default
+            ``structlog.get_logger("greenkeep")``.
+
+    Raises:
+        InvalidArgumentError: If *factory* or *stop_timeout* is not allowed.
+    """
+
+    def __init__(
+        self,
+        factory: Callable[[], Supervisor | WorkerPool] | str,
+        *,
+        stop_timeout: float | None = DEFAULT_STOP_TIMEOUT,
+        logger: EventLogger | None = None,
+    ) -> None:
+        if not (callable(factory) or (isinstance(factory, str) and ":" in factory)):
+            raise InvalidArgumentError(
+                "Hooks",
+                "factory",
+                "a callable returning a Supervisor or WorkerPool, or 'module:attribute'",
+                factory,
+            )
+        self._factory = factory
+        self._stop_timeout = check_timeout("Hooks", stop_timeout)
+        self._logger = logger
+        self._stopping = False
+
+    def _log(self) -> Any:
+        base = self._logger if self._logger is not None else structlog.get_logger("greenkeep")
+        return base.bind(pid=os.getpid())
+
+    def on_starting(self, server: object) -> None:
+        """
+        gunicorn's ``on_starting`` (arbiter, once): clear ``prometheus_client``'s
+        multiprocess directory if ``PROMETHEUS_MULTIPROC_DIR`` is set, as it documents. A
+        no-op otherwise.
+        """
+        if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+            from greenkeep.prometheus import clear_multiprocess_dir
+
+            clear_multiprocess_dir()
+
+    def post_worker_init(self, worker: GunicornWorker) -> None:
+        """
+        gunicorn's ``post_worker_init`` (each worker, after its application loaded): build
+        the root with the factory and start it; returns once its children are started.
+
+        Raises:
+            RuntimeError: If the worker is not a gevent worker, this process already has a
+                root, or the factory returned a supervisor that was already started. gunicorn
+                then logs the error and treats it as a worker boot failure (it stops).
+            ChildStartError: If the root could not start (also a boot failure).
+        """
+        global _root, _root_pid
+        if not any(c.__module__ == "gunicorn.workers.ggevent" for c in type(worker).__mro__):
+            raise RuntimeError(
+                f"greenkeep.gunicorn needs gevent workers (got {type(worker).__name__}): "
+                "run gunicorn with -k gevent, or worker_class = 'gevent' in its config"
+            )
+        if current_root() is not None:
+            raise RuntimeError(
+                "this worker process already has a greenkeep root: register "
+                "Hooks.post_worker_init once"
+            )
+        root = self._build()
+        self._stopping = False
+        root.start()
+        _root, _root_pid = root, os.getpid()
+        watcher = gevent.spawn(self._watch, root, worker)
+        watcher.name = "greenkeep.gunicorn.watch"
+
+    def _build(self) -> Supervisor | WorkerPool:
+        factory = self._factory
+        if isinstance(factory, str):
+            module, _, attribute = factory.partition(":")
+            obj: Any = importlib.import_module(module)
+            for part in attribute.split("."):
+                obj = getattr(obj, part)
+            factory = obj
+        root = factory() if callable(factory) else factory
+        if not isinstance(root, (Supervisor, WorkerPool)):
+            raise RuntimeError(
+                f"greenkeep.gunicorn: the factory {self._factory!r} must return a Supervisor "
+                f"or a WorkerPool (got {root!r})"
+            )
+        if root.state in ("starting", "running", "stopping"):
+            raise RuntimeError(
+                f"greenkeep.gunicorn: the factory returned supervisor {root.name!r} already "
+                f"{root.state}; build and start it in each worker (inside the factory, never "
+                "at import: with --preload that would be the arbiter's)"
+            )
+        return root
+
+    def _watch(self, root: Supervisor | WorkerPool, worker: GunicornWorker) -> None:
+        # Runs in the worker for as long as the root does: when the root ends on its own,
+        # the worker exits so that the arbiter replaces it.
+        with contextlib.suppress(RestartIntensityExceeded):
+            root.join()
+        if self._stopping or current_root() is not root:
+            return  # worker_exit stopped it
+        reason = "restart_intensity_exceeded" if root.error is not None else "root_ended"
+        getattr(self._log(), "critical" if root.error is not None else "error")(
+            "worker_exit_requested",
+            supervisor=root.path,
+            reason=reason,
+            error=None if root.error is None else str(root.error),
+        )
+        worker.alive = False  # gunicorn's own graceful exit: stop accepting, drain, exit
+
+    def worker_exit(self, server: object, worker: GunicornWorker) -> None:
+        """
+        gunicorn's ``worker_exit`` (each worker, as it exits): stop the root within
+        ``stop_timeout`` (idempotent; a no-op if this process has no root).
+
+        Raises:
+            SystemExit: With `greenkeep.runner.EXIT_GAVE_UP` if the root gave up, so the
+                worker's exit status says why it ended.
+        """
+        global _root
+        root = current_root()
+        if root is None:
+            return
+        self._stopping = True
+        root.stop(self._stop_timeout)
+        _root = None
+        if root.error is not None:
+            raise SystemExit(EXIT_GAVE_UP)
+
+    def child_exit(self, server: object, worker: GunicornWorker) -> None:
+        """
+        gunicorn's ``child_exit`` (arbiter, after a worker exited, however it died): tell
+        ``prometheus_client`` the process is dead when ``PROMETHEUS_MULTIPROC_DIR`` is set,
+        so its live gauges stop counting it. A no-op otherwise.
+        """
+        if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+            from greenkeep.prometheus import mark_process_dead
+
+            mark_process_dead(worker.pid)
