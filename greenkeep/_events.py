@@ -51,6 +51,7 @@ EVENT_LEVELS: Final[Mapping[str, tuple[str, ...]]] = {
     "exit_ignored": ("debug",),
     "exits_summarized": ("warning",),
     "heartbeat_missed": ("warning",),
+    "event_loop_blocked": ("warning",),
     "child_restart_delayed": ("info",),
     "pool_resized": ("info",),
     "supervisor_crashed": ("critical",),

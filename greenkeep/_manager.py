@@ -28,6 +28,7 @@ import gevent.queue
 from greenlet import GreenletExit
 from greenlet import getcurrent as _getcurrent
 
+from greenkeep import _blocking
 from greenkeep._backoff import Backoff
 from greenkeep._current import ready
 from greenkeep._errors import (
@@ -352,6 +353,7 @@ class Manager:
         self._state = "starting"
         self._context = contextvars.copy_context()
         self._emit = Emitter(self._path, self._logger, self._subscribers)
+        _blocking.install()
         register = getattr(self._clock, "register_waker", None)
         if callable(register):  # a manual clock: wake the manager when it moves
             register(weakref.WeakMethod(self._wake))
