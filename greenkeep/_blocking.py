@@ -19,8 +19,7 @@ import threading
 import time
 from typing import Any
 
-import zope.event
-from gevent.events import EventLoopBlocked
+from gevent.events import EventLoopBlocked, subscribers
 
 from greenkeep._worker import WorkerGreenlet
 
@@ -36,7 +35,7 @@ def install() -> None:
     global _installed
     with _lock:
         if not _installed:
-            zope.event.subscribers.append(_on_event)
+            subscribers.append(_on_event)
             _installed = True
 
 
@@ -46,7 +45,7 @@ def _on_event(event: object) -> None:
         return
     try:
         _report(event)
-    except Exception:  # noqa: S110 - a reporting failure must not break the monitor thread
+    except Exception:
         pass
 
 
@@ -81,7 +80,9 @@ def _report(event: EventLoopBlocked) -> None:
     emit = supervisor._emit
     try:
         emit.logger.warning("event_loop_blocked", **fields)
-    except Exception:  # noqa: S110 - a broken logger must not break the monitor thread
+    except Exception:
         pass
     if emit.has_subscribers and event.hub is not None:
-        event.hub.loop.run_callback_threadsafe(emit.deliver, "warning", "event_loop_blocked", fields)
+        event.hub.loop.run_callback_threadsafe(
+            emit.deliver, "warning", "event_loop_blocked", fields
+        )
