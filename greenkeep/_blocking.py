@@ -15,6 +15,7 @@ event to subscribers in the hub thread, once the loop runs again.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from typing import Any
