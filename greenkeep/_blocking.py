@@ -44,10 +44,8 @@ def _on_event(event: object) -> None:
     # Runs in gevent's monitor thread. Must never raise.
     if not isinstance(event, EventLoopBlocked):
         return
-    try:
+    with contextlib.suppress(Exception):  # a failure must not break the monitor thread
         _report(event)
-    except Exception:
-        pass
 
 
 def _blocked_stack(lines: list[str], limit: int = 8_000) -> str:
@@ -79,10 +77,8 @@ def _report(event: EventLoopBlocked) -> None:
         "stack": _blocked_stack([str(line) for line in event.info]),
     }
     emit = supervisor._emit
-    try:
+    with contextlib.suppress(Exception):  # a broken logger must not break the monitor thread
         emit.logger.warning("event_loop_blocked", **fields)
-    except Exception:
-        pass
     if emit.has_subscribers and event.hub is not None:
         event.hub.loop.run_callback_threadsafe(
             emit.deliver, "warning", "event_loop_blocked", fields
