@@ -52,6 +52,7 @@ EVENT_LEVELS: Final[Mapping[str, tuple[str, ...]]] = {
     "exits_summarized": ("warning",),
     "heartbeat_missed": ("warning",),
     "event_loop_blocked": ("warning",),
+    "supervisor_forked": ("warning",),
     "child_restart_delayed": ("info",),
     "pool_resized": ("info",),
     "supervisor_crashed": ("critical",),

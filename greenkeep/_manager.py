@@ -11,9 +11,11 @@ state directly (greenlets are cooperative: between two switches the state is con
 
 from __future__ import annotations
 
+import contextlib
 import contextvars
 import heapq
 import math
+import os
 import random
 import time
 import weakref
@@ -28,7 +30,7 @@ import gevent.queue
 from greenlet import GreenletExit
 from greenlet import getcurrent as _getcurrent
 
-from greenkeep import _blocking
+from greenkeep import _blocking, _fork
 from greenkeep._backoff import Backoff
 from greenkeep._current import ready
 from greenkeep._errors import (
@@ -258,6 +260,7 @@ class Manager:
             None if log_summary_interval is None else float(log_summary_interval)
         )
         self._state = "new"
+        self._forked = False  # set in a child process that inherited this supervisor
         self._emit: Emitter = Emitter(self._path, None, ())  # replaced in start()
         self._manager: gevent.Greenlet[[], None] | None = None
         self._context = contextvars.copy_context()
@@ -354,6 +357,7 @@ class Manager:
         self._context = contextvars.copy_context()
         self._emit = Emitter(self._path, self._logger, self._subscribers)
         _blocking.install()
+        _fork.track(self)
         register = getattr(self._clock, "register_waker", None)
         if callable(register):  # a manual clock: wake the manager when it moves
             register(weakref.WeakMethod(self._wake))
@@ -523,6 +527,8 @@ class Manager:
             started.set(None)
             self._loop()
         except GreenletExit:
+            if self._forked:
+                return  # a copy in a forked child: _disown_after_fork finished it
             # Someone killed the manager: stop the children as for stop().
             if self._end_reason is None:
                 self._end_reason = "shutdown"
@@ -662,6 +668,42 @@ class Manager:
         record.backoff_attempt += 1
         return record.backoff_attempt
 
+    def _records(self) -> list[Record]:
+        """Every child record (for disowning after a fork)."""
+        raise NotImplementedError
+
+    def _disown_after_fork(self) -> None:
+        """In a forked child: this supervisor belongs to the parent. Stop pretending."""
+        if self._state not in ("starting", "running", "stopping"):
+            return
+        self._forked = True
+        self._end_reason = "forked"
+        self._state = "stopped"
+        self._report = StopReport(self._path, "forked")
+        gevent.get_hub().loop.run_callback(self._kill_after_fork)
+
+    def _kill_after_fork(self) -> None:
+        # A hub callback in the forked child: kill the inherited greenlets, say so once.
+        killed = 0
+        for record in self._records():
+            greenlet = record.greenlet
+            record.greenlet = None
+            record.status = "terminated"
+            if greenlet is not None and not greenlet.dead:
+                # We are in the hub: throw now, ahead of anything that could resume it.
+                with contextlib.suppress(BaseException):
+                    greenlet.throw(GreenletExit)
+                killed += 1
+        manager = self._manager
+        if manager is not None and not manager.dead:
+            manager.kill(block=False)
+        self._emit.emit("warning", "supervisor_forked", pid=os.getpid(), workers=killed)
+        while self._control:
+            self._control.popleft().result.set_exception(
+                SupervisorNotRunningError(self._name, "stopped", "serve this request")
+            )
+        self._done.set()
+
     def _wake(self) -> None:
         """Wake the manager (e.g. when a manual clock moves)."""
         if self._state in ("starting", "running", "stopping"):
@@ -715,6 +757,7 @@ class Manager:
             else "error"
         )
         self._emit.emit(level, "supervisor_stopped", reason=reason, unstopped=len(self._unstopped))
+        _fork.forget(self)
         while self._control:
             self._control.popleft().result.set_exception(
                 SupervisorNotRunningError(self._name, state, "serve this request")

@@ -335,6 +335,9 @@ class WorkerPool(Manager):
 
     # ================================================================== the manager
 
+    def _records(self) -> list[Record]:
+        return list(self._workers)
+
     def _started_fields(self) -> dict[str, object]:
         return {"strategy": "simple_one_for_one", "children": self._size, "mode": self._mode.value}
 

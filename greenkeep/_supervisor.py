@@ -349,6 +349,9 @@ class Supervisor(Manager):
     # ================================================================== the manager
     # Everything below runs in the manager greenlet only.
 
+    def _records(self) -> list[Record]:
+        return list(self._children.values())
+
     def _started_fields(self) -> dict[str, object]:
         return {"strategy": self._strategy.value, "children": len(self._children)}
 

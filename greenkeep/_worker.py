@@ -184,6 +184,8 @@ def _run_reusable(child: Runnable, incarnation: int) -> None:
 
 def _trampoline(greenlet: WorkerGreenlet, child: Runnable, incarnation: int) -> None:
     # Loop callback that starts a worker greenlet. Runs in the hub; only posts.
+    if child.supervisor._forked:  # type: ignore[attr-defined]
+        return  # scheduled in the parent process: never run it in a forked child
     try:
         greenlet.switch(child, incarnation)
     except BaseException as exc:
@@ -228,6 +230,8 @@ def _switch_all(greenlets: list[WorkerGreenlet], token: object) -> None:
 
 
 def _switch_each(pairs: list[tuple[WorkerGreenlet, _Resume]]) -> None:
+    if pairs and pairs[0][0].child.supervisor._forked:
+        return  # scheduled in the parent process: never run them in a forked child
     for greenlet, token in pairs:
         if not greenlet.dead:
             greenlet.switch(token)
