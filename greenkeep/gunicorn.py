@@ -3,11 +3,11 @@ gunicorn server hooks: one root supervisor in every worker process of ``gunicorn
 
 A supervisor belongs to one process. `Hooks` builds the root in each worker process, after
 gunicorn's gevent worker has monkey-patched and re-initialised the hub
-(``post_worker_init``), and stops it when the worker exits (``worker_exit``). A root is never
-inherited from the arbiter: the factory runs in the worker, and a root that is already
-started when the factory returns it is refused. With ``--preload`` the application module is
-imported once in the arbiter and forked; it must therefore build no supervisor at import,
-only define the factory.
+(``post_worker_init``), and stops it when the worker exits (``worker_exit``). A root is
+never inherited from the arbiter: the factory runs in the worker, and a root that is
+already running there when the factory returns it is refused. With ``--preload`` the
+application module is imported once in the arbiter and forked; it must therefore build no
+supervisor at import, only define the factory.
 
 When a worker's root ends on its own (it gave up, or ``auto_shutdown``), the worker stops
 accepting requests and exits, and the arbiter replaces it with a fresh worker and a fresh
@@ -145,7 +145,7 @@ class Hooks:
 
         Raises:
             RuntimeError: If the worker is not a gevent worker, this process already has a
-                root, or the factory returned a supervisor that was already started. gunicorn
+                root, or the factory returned a supervisor that is already running. gunicorn
                 then logs the error and treats it as a worker boot failure (it stops).
             ChildStartError: If the root could not start (also a boot failure).
         """

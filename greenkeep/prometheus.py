@@ -197,8 +197,8 @@ class Metrics:
         self._last_refresh = -float("inf")
         self._timer: gevent.Greenlet[[], None] | None = None
         self._timer_due = 0.0
-        #: How many refreshes raised (they are swallowed: metrics never hurt the tree).
-        self.refresh_failures = 0
+        #: How many event updates or refreshes raised (swallowed: metrics never hurt the tree).
+        self.failures = 0
 
     # ------------------------------------------------------------------ the subscriber
 
@@ -207,7 +207,7 @@ class Metrics:
         try:
             self._count(event)
         except Exception:  # a subscriber must not hurt the supervisor
-            self.refresh_failures += 1
+            self.failures += 1
 
     def _count(self, event: Mapping[str, object]) -> None:
         name = event.get("event")
@@ -298,9 +298,11 @@ class Metrics:
         try:
             self.refresh()
         except Exception:
-            self.refresh_failures += 1
+            self.failures += 1
 
     def _schedule(self, urgent: bool) -> None:
+        if not urgent and self._timer is not None:
+            return  # the hot path under a crash storm: a refresh is already scheduled
         now = time.monotonic()
         due = now if urgent else max(now, self._last_refresh + self._interval)
         timer = self._timer
