@@ -53,6 +53,11 @@ EVENT_LEVELS: Final[Mapping[str, tuple[str, ...]]] = {
     "heartbeat_missed": ("warning",),
     "event_loop_blocked": ("warning",),
     "supervisor_forked": ("warning",),
+    # greenkeep.runner and greenkeep.gunicorn (the process around a root supervisor):
+    "runner_started": ("info",),
+    "signal_received": ("info",),
+    "runner_stopped": ("info", "error", "critical"),
+    "worker_exit_requested": ("error", "critical"),
     "child_restart_delayed": ("info",),
     "pool_resized": ("info",),
     "supervisor_crashed": ("critical",),
