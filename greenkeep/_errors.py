@@ -7,9 +7,10 @@ so programs never have to parse the text.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from greenkeep._render import safe_repr
 
@@ -36,7 +37,22 @@ __all__ = [
 
 
 class GreenkeepError(Exception):
-    """Base class of every error greenkeep raises."""
+    """Base class of every error greenkeep raises. Every one pickles (its constructor's
+    arguments are kept), so errors cross process boundaries intact."""
+
+    _init_args: tuple[Any, ...]
+    _init_kwargs: dict[str, Any]
+
+    def __new__(cls, *args: Any, **kwargs: Any) -> GreenkeepError:
+        self = super().__new__(cls, *args)
+        self._init_args = args
+        self._init_kwargs = kwargs
+        return self
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        if self._init_kwargs:
+            return (functools.partial(type(self), **self._init_kwargs), self._init_args)
+        return (type(self), self._init_args)
 
 
 @dataclass(frozen=True)
@@ -171,12 +187,6 @@ class RestartIntensityExceeded(GreenkeepError, RuntimeError):
             f"{last_crash.incarnation}, {last_crash.reason}: {last_crash.error or 'no error'})"
         )
 
-    def __reduce__(self) -> tuple[object, ...]:
-        return (
-            type(self),
-            (self.supervisor, self.max_restarts, self.period, self.restarts, self.last_crash),
-        )
-
 
 class InvalidArgumentError(GreenkeepError, ValueError):
     """
@@ -219,9 +229,6 @@ class ChildStartError(GreenkeepError, RuntimeError):
             else f"exited while starting ({exit.reason}: {exit.error or 'returned'})"
         )
         super().__init__(f"supervisor {supervisor!r}: child {child_id!r} {what}")
-
-    def __reduce__(self) -> tuple[object, ...]:
-        return (type(self), (self.supervisor, self.child_id, self.exit))
 
 
 class CalledFromManagerError(GreenkeepError, RuntimeError):
