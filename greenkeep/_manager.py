@@ -269,7 +269,8 @@ class Manager:
     def _reset(self) -> None:
         self._mailbox: gevent.queue.SimpleQueue[Any] = gevent.queue.SimpleQueue()
         self._control: deque[_Request] = deque()
-        self._deferred: deque[Any] = deque()
+        self._deferred: deque[Any] = deque()  # records, in the order their exits arrived
+        self._deferred_of: dict[Any, deque[Any]] = {}  # record -> its deferred exits
         self._intensity = RestartIntensity(self._max_restarts, self._period)
         self._storms = CrashStorms(self._log_summary_interval)
         self._done = gevent.event.Event()
@@ -554,8 +555,11 @@ class Manager:
                 self._serve(control.popleft())
                 continue
             if deferred:
-                on_exit(*deferred.popleft())
-                self._end_batch()
+                item = self._undefer()
+                if item is not None:
+                    on_exit(*item)
+                    item = None
+                    self._end_batch()
                 continue
             wake_at = self._next_wakeup()
             if wake_at is None:
@@ -709,6 +713,28 @@ class Manager:
         if self._state in ("starting", "running", "stopping"):
             self._mailbox.put_nowait(WAKE)
 
+    def _defer(self, item: Any) -> None:
+        """Keep an exit for the main loop (it arrived while waiting for another). Indexed
+        by record, so waiting for one child's exit never scans the others'."""
+        record = item[0]
+        items = self._deferred_of.get(record)
+        if items is None:
+            items = self._deferred_of[record] = deque()
+        items.append(item)
+        self._deferred.append(record)
+
+    def _undefer(self) -> Any:
+        """The oldest deferred exit, or ``None`` if it was already taken by a wait."""
+        record = self._deferred.popleft()
+        items = self._deferred_of.get(record)
+        if not items:
+            self._deferred_of.pop(record, None)
+            return None
+        item = items.popleft()
+        if not items:
+            del self._deferred_of[record]
+        return item
+
     def _serve(self, request: _Request) -> None:
         try:
             value = request.fn()
@@ -738,7 +764,9 @@ class Manager:
     def _finish(self, state: str) -> None:
         # Record exits that arrived while stopping (late exits of unstopped children).
         while self._deferred:
-            self._on_exit(*self._deferred.popleft())
+            item = self._undefer()
+            if item is not None:
+                self._on_exit(*item)
         while self._mailbox.qsize():
             item = self._mailbox.get_nowait()
             if item is not WAKE:
@@ -976,11 +1004,14 @@ class Manager:
         the latest of their deadlines (capped by a stop's overall deadline) has passed.
         Exits of other children are deferred to the main loop. O(len(pending) + exits).
         """
-        for index in range(len(self._deferred) - 1, -1, -1):
-            item = self._deferred[index]
-            if pending.get(item[0]) == item[1]:
-                del self._deferred[index]
-                self._on_exit(*item)
+        deferred_of = self._deferred_of
+        if deferred_of:
+            for record in list(pending):
+                items = deferred_of.get(record)
+                if items:
+                    for item in [i for i in items if i[1] == pending[record]]:
+                        items.remove(item)  # its entry in the order queue is skipped later
+                        self._on_exit(*item)
         for record in [r for r, inc in pending.items() if not self._running(r, inc)]:
             del pending[record]
         latest = self._latest_deadline(pending, deadline_of)
@@ -997,7 +1028,7 @@ class Manager:
                 if not self._running(record, item[1]):
                     del pending[record]
             else:
-                self._deferred.append(item)
+                self._defer(item)
             item = None
 
     def _latest_deadline(

@@ -545,7 +545,7 @@ class Supervisor(Manager):
                     continue
                 other, other_inc, exc = item
                 if other is not child or other_inc != incarnation:
-                    self._deferred.append(item)
+                    self._defer(item)
                     continue
                 kind = classify(exc, child.stop_requested)
                 if kind.is_abnormal:

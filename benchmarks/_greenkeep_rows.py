@@ -1,0 +1,166 @@
+"""
+The greenkeep rows of ``restart_rate.py``: one small function per scenario.
+
+Every row runs a `greenkeep.WorkerPool` of ``--workers`` workers running ``work(worker_id)``
+with ``max_restarts=UNLIMITED`` (the benchmark's workers crash forever on purpose), in the
+row's restart mode (``fresh``, greenkeep's default, or ``reuse``).
+
+Logging is configured here, by the benchmark, before the pool starts (greenkeep never
+configures structlog itself):
+
+- ``filtered``: structlog's filtering bound logger above every level greenkeep uses;
+- ``json``: every event at info and above rendered as JSON into ``os.devnull``, with
+  greenkeep's defaults;
+- ``json-nosummaries``: the same with storm summaries turned off
+  (``log_summary_interval=None``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from _harness import (
+    Gate,
+    Probe,
+    Storms,
+    configure_filtered,
+    configure_json,
+    current_rss,
+    make_isolated_work,
+    make_storm_work,
+    make_work,
+    measure,
+    measure_fixed,
+    memory_result,
+    run_storm,
+    watchdog,
+)
+
+__all__ = ["DEFAULT_MODE", "isolated", "memory", "rate", "storm"]
+
+#: greenkeep's default restart mode: the JSON rows run it.
+DEFAULT_MODE = "fresh"
+
+#: The overall cap passed to `WorkerPool.stop` at the end of a row, in seconds.
+STOP_TIMEOUT = 10.0
+#: How long the row waits for that stop to return before it reports without it.
+STOP_GRACE = 15.0
+
+
+def _start(work: Callable[[int], None], workers: int, mode: str, summaries: bool = True) -> Any:
+    """
+    Start a pool of *workers* workers running ``work(worker_id)`` in restart *mode*, with
+    storm *summaries* on (greenkeep's default) or off; return it (`_stop` stops it).
+    """
+    import greenkeep
+
+    pool = greenkeep.WorkerPool(
+        work,
+        workers,
+        mode=mode,
+        max_restarts=greenkeep.UNLIMITED,
+        name="bench",
+        log_summary_interval=1.0 if summaries else None,
+    )
+    pool.start()
+    return pool
+
+
+def _stop(sup: Any, result: dict[str, Any]) -> dict[str, Any]:
+    """
+    ``sup.stop(timeout=STOP_TIMEOUT)``, timed. If it has not returned after STOP_GRACE
+    seconds, the row's result is emitted without it (``stop_s`` is then absent and
+    ``stop_note`` says so) and the process ends: the measurement is already done.
+    """
+    import time
+
+    result["stop_s"] = None
+    guard = watchdog(
+        STOP_GRACE,
+        result,
+        f"stop(timeout={STOP_TIMEOUT:g}) had not returned after {STOP_GRACE:g} s",
+    )
+    start = time.perf_counter()
+    report = sup.stop(timeout=STOP_TIMEOUT)
+    guard.cancel()
+    result["stop_s"] = time.perf_counter() - start
+    result["unstopped"] = len(report.unstopped)
+    return result
+
+
+def rate(
+    workers: int, crash: str, warmup_max: float, seconds: float, mode: str, log: str
+) -> dict[str, Any]:
+    """Workers crashing in a loop: restarts/s and crash-to-restart latency."""
+    import time
+
+    import gevent
+
+    if log == "filtered":
+        configure_filtered()
+    else:
+        configure_json()
+    probe = Probe(workers)
+    gate = Gate(probe)
+    pause = gevent.sleep if crash == "yield" else None
+    t = time.perf_counter()
+    sup = _start(
+        make_work(probe, gate.wait, pause), workers, mode, summaries=log != "json-nosummaries"
+    )
+    started = time.perf_counter() - t
+    gate.open()
+    result = measure(probe, gevent.sleep, warmup_max, seconds)
+    result["start_s"] = started
+    # Measured. Park the workers before stopping, so that stop() starts without a backlog.
+    t = time.perf_counter()
+    result["parked"] = gate.park(STOP_TIMEOUT)
+    result["park_s"] = time.perf_counter() - t
+    return _stop(sup, result)
+
+
+def isolated(workers: int, interval: float, seconds: float) -> dict[str, Any]:
+    """One worker crashes every *interval* seconds, the rest idle: latency."""
+    import gevent
+    import gevent.event
+
+    configure_filtered()
+    probe = Probe(workers)
+    gate = gevent.event.Event()
+    idle = gevent.event.Event()
+    work = make_isolated_work(probe, gate.wait, idle.wait, gevent.sleep, interval)
+    sup = _start(work, workers, "fresh")
+    gate.set()
+    result = measure_fixed(probe, gevent.sleep, min(0.5, seconds / 4), seconds)
+    return _stop(sup, result)
+
+
+def storm(workers: int, rounds: int, timeout: float) -> dict[str, Any]:
+    """Every worker crashes at the same instant (*rounds* times): time until all run
+    again, ticker stall."""
+    configure_filtered()
+    probe = Probe(workers)
+    storms = Storms(rounds, workers)
+    sup = _start(make_storm_work(probe, storms), workers, "fresh")
+    result = run_storm(probe, storms, timeout)
+    return _stop(sup, result)
+
+
+def memory(workers: int) -> dict[str, Any]:
+    """Memory per idle supervised worker blocked on one gevent ``Event``."""
+    import gevent.event
+
+    configure_filtered()
+    idle = gevent.event.Event()
+
+    def wait(slot: int) -> None:
+        idle.wait()
+
+    warm = _start(wait, 100, "fresh")
+    before = current_rss()
+    sup = _start(wait, workers, "fresh")
+    after = current_rss()
+    result = memory_result(before, after, workers)
+    _stop(sup, result)
+    warm.stop(timeout=STOP_TIMEOUT)  # idle: quick
+    return result

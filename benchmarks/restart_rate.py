@@ -1,0 +1,737 @@
+"""
+restart_rate: how fast greenkeep restarts thousands of crashing greenlets, against baselines.
+
+Run it with ``uv run benchmarks/restart_rate.py`` (about 90 s or less on a 2-core machine);
+``--quick`` is a few-second smoke run of the same rows and scenarios; ``--scaling`` adds the
+1,000 / 10,000 / 100,000-worker runs (several minutes); ``--json PATH`` writes every number
+with the versions and the machine; ``--versions`` prints the versions.
+
+What is measured
+================
+
+Every row runs in its own fresh interpreter (this script re-invoked with ``--row NAME``; the
+child prints one JSON line), with the interpreter's default garbage-collector settings.
+
+The worker. Every row runs the same instrumented function per incarnation (an ``async def``
+with the same body for asyncio). An incarnation that follows a crash of its worker slot
+counts one *restart*; on every 16th slot it first reads ``perf_counter_ns``, and the time
+since that slot's last raise is one *latency* sample (two clock reads cost about 0.2 µs here:
+sampling keeps that out of most restarts). The first incarnation of each slot waits on a
+gate instead, so that a row starts crashing at one moment. With ``--crash yield`` it then
+yields once (``gevent.sleep(0)`` / ``asyncio.sleep(0)``); a sampled slot stores the time, and
+it raises an ``Exception`` subclass.
+
+Rate rows (``--workers`` workers, default 10,000, all crashing in a loop). After a warm-up
+(until there have been as many restarts as workers, at most 5 s), restarts are counted over
+a window of ``--seconds`` (default 2). The rows run ``--rounds`` times (default 2; every
+other round in reverse order), and each number is the median over the rounds:
+
+- *restarts/s*: restarts in the window / the window's length;
+- *latency p50 / p99*: from the raise in the worker to the first line of its next incarnation
+  (in a crash loop that includes a round of all the other workers);
+- *peak RSS*: the child process's ``ru_maxrss`` (interpreter and imports included);
+- *ratios*: to the naive row, to the asyncio row, and to the limit of the same restart mode
+  (fresh rows and naive to the fresh limit, reuse rows to the limit), all from the same run;
+- *idle/worker*: from the memory scenario below (greenkeep's for greenkeep rows).
+
+The rows:
+
+- *greenkeep filtered* (fresh mode, reuse mode): structlog's filtering bound logger above
+  every level greenkeep uses (logging effectively off).
+- *greenkeep JSON* (default mode): every greenkeep event at info and above rendered by
+  ``JSONRenderer`` (``add_log_level``, ISO ``TimeStamper``, ``format_exc_info``) through a
+  filtering bound logger at INFO into a ``WriteLogger`` on ``os.devnull``; with storm
+  summaries (greenkeep's default) and without.
+- *naive*: one ``gevent.spawn`` per incarnation; a ``link_exception`` callback that is the
+  ``put`` of a ``gevent.queue.Queue``; a manager greenlet that ``get``s one event at a time
+  and spawns again (the slot rides on the greenlet as an attribute);
+  ``hub.exception_stream = None``; no logging.
+- *asyncio*: one ``asyncio.create_task`` per incarnation; a done-callback that is the
+  ``put_nowait`` of an ``asyncio.Queue``; a manager task that awaits ``get``, retrieves the
+  exception, finds the slot in a dict and creates the task again; a new default event loop
+  (what ``asyncio.run`` makes); no logging.
+- *limit*: no supervision; each worker is one ``gevent.spawn`` greenlet that catches the
+  crash and calls the function again, yielding to the hub in between (its ``switch`` queued
+  with ``loop.run_callback``, then a direct switch to the hub; with ``--crash yield`` the
+  function's own yield is the turn).
+- *fresh limit*: no supervision; when an incarnation has crashed it queues a loop callback
+  that creates a raw ``greenlet.greenlet`` (parent: the hub) for the next one and switches
+  into it: the cheapest of the variants measured (see ``_baselines.py``).
+
+Greenkeep rows end with the workers parked (their next incarnation waits on the gate) and
+``stop(timeout=...)``; neither is part of the measurement.
+
+Scenarios, each in its own child too:
+
+- *memory per idle worker*: RSS (``/proc/self/statm``) before and after starting N workers
+  that block on one ``gevent.event.Event``, divided by N: greenkeep supervised workers,
+  bare ``gevent.spawn`` greenlets, and asyncio tasks (on an ``asyncio.Event``);
+- *isolated crash*: one of N workers runs 1 ms and crashes, again and again, for twice
+  ``--seconds``; the others are idle; latency p50 / p99 as above (greenkeep and naive);
+- *storm*: all N workers, blocked on one ``Event``, crash at the instant it is set; the time
+  until every one runs again, and the longest interval between two ticks of a greenlet that
+  ticks every 1 ms (``gevent.sleep(0.001)``) until 50 ms after the last is back; three storms
+  in a row, the median reported (greenkeep and the limit);
+- *scaling* (``--scaling``): the greenkeep filtered rows and their limits at 1,000 / 10,000 /
+  100,000 workers, each the median of 3 interleaved runs, as each mode's ratio to its limit.
+
+After the tables the acceptance targets of issue 4 are checked, from ratios of this run only,
+and printed as PASS / FAIL (or N/A with the reason when a row could not run).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+from _greenkeep_rows import DEFAULT_MODE
+from _harness import emit_result, machine_info, run_child, versions
+
+SCRIPT = os.path.abspath(__file__)
+
+
+@dataclass(frozen=True)
+class Row:
+    name: str
+    label: str
+    #: The limit this row is compared with: "fresh-limit", "limit" or None.
+    limit: str | None
+
+
+RATE_ROWS = [
+    Row("greenkeep-fresh", "greenkeep fresh, filtered", "fresh-limit"),
+    Row("greenkeep-reuse", "greenkeep reuse, filtered", "limit"),
+    Row(
+        "greenkeep-json",
+        f"greenkeep {DEFAULT_MODE}, JSON",
+        "fresh-limit" if DEFAULT_MODE == "fresh" else "limit",
+    ),
+    Row(
+        "greenkeep-json-nosummaries",
+        f"greenkeep {DEFAULT_MODE}, JSON, no summaries",
+        "fresh-limit" if DEFAULT_MODE == "fresh" else "limit",
+    ),
+    Row("naive", "naive (gevent.spawn + link_exception)", "fresh-limit"),
+    Row("asyncio", "asyncio (create_task + done-callback)", None),
+    Row("limit", "limit (re-run in place)", "limit"),
+    Row("fresh-limit", "fresh limit (new raw greenlet)", "fresh-limit"),
+]
+SCENARIOS = [
+    ("memory-greenkeep", "memory: greenkeep supervised worker"),
+    ("memory-bare", "memory: bare gevent greenlet"),
+    ("memory-asyncio", "memory: asyncio task"),
+    ("isolated-greenkeep", "isolated crash: greenkeep"),
+    ("isolated-naive", "isolated crash: naive"),
+    ("storm-greenkeep", "storm: greenkeep"),
+    ("storm-limit", "storm: limit"),
+]
+SCALING_SIZES = (1_000, 10_000, 100_000)
+SCALING_RUNS = 3
+SCALING_PAIRS = (
+    ("fresh", "greenkeep-fresh", "fresh-limit"),
+    ("reuse", "greenkeep-reuse", "limit"),
+)
+
+#: One crash every ISOLATED_INTERVAL seconds in the isolated-crash scenario.
+ISOLATED_INTERVAL = 0.001
+#: The isolated-crash window, in --seconds.
+ISOLATED_WINDOWS = 2
+#: Storms per storm row (the row reports the median).
+STORM_ROUNDS = 3
+
+
+# ---------------------------------------------------------------------- child side
+
+
+def run_row(args: argparse.Namespace) -> dict[str, Any]:
+    """Run one row in this process (the child side of ``--row``)."""
+    import _baselines
+    import _greenkeep_rows
+
+    n, crash, warm, secs = args.workers, args.crash, args.warmup_max, args.seconds
+    name = args.row
+    rows: dict[str, Callable[[], dict[str, Any]]] = {
+        "greenkeep-fresh": lambda: _greenkeep_rows.rate(n, crash, warm, secs, "fresh", "filtered"),
+        "greenkeep-reuse": lambda: _greenkeep_rows.rate(n, crash, warm, secs, "reuse", "filtered"),
+        "greenkeep-json": lambda: _greenkeep_rows.rate(n, crash, warm, secs, DEFAULT_MODE, "json"),
+        "greenkeep-json-nosummaries": lambda: _greenkeep_rows.rate(
+            n, crash, warm, secs, DEFAULT_MODE, "json-nosummaries"
+        ),
+        "naive": lambda: _baselines.naive_rate(n, crash, warm, secs),
+        "asyncio": lambda: _baselines.asyncio_rate(n, crash, warm, secs),
+        "limit": lambda: _baselines.limit_rate(n, crash, warm, secs),
+        "fresh-limit": lambda: _baselines.fresh_limit_rate(n, crash, warm, secs, args.variant),
+        "memory-greenkeep": lambda: _greenkeep_rows.memory(n),
+        "memory-bare": lambda: _baselines.bare_memory(n),
+        "memory-asyncio": lambda: _baselines.asyncio_memory(n),
+        "isolated-greenkeep": lambda: _greenkeep_rows.isolated(n, ISOLATED_INTERVAL, secs),
+        "isolated-naive": lambda: _baselines.naive_isolated(n, ISOLATED_INTERVAL, secs),
+        "storm-greenkeep": lambda: _greenkeep_rows.storm(n, STORM_ROUNDS, 60.0),
+        "storm-limit": lambda: _baselines.limit_storm(n, STORM_ROUNDS, 60.0),
+    }
+    result = rows[name]()
+    result.setdefault("status", "ok")
+    result.update(row=name, workers=n, crash=crash)
+    return result
+
+
+# ---------------------------------------------------------------------- parent side
+
+
+class Runner:
+    """Runs children one after another and shows progress on stderr."""
+
+    def __init__(self, total: int, quiet: bool) -> None:
+        self.total = total
+        self.done = 0
+        self.quiet = quiet
+        self.started = time.perf_counter()
+
+    def run(self, row: str, label: str, argv: list[str], timeout: float) -> dict[str, Any]:
+        self.done += 1
+        if not self.quiet:
+            sys.stderr.write(f"[{self.done:2d}/{self.total}] {label:<44}")
+            sys.stderr.flush()
+        t = time.perf_counter()
+        result = run_child(SCRIPT, ["--row", row, *argv], timeout)
+        result.setdefault("row", row)
+        result["wall_s"] = time.perf_counter() - t
+        if not self.quiet:
+            sys.stderr.write(f"{_progress_summary(result):>28}  ({result['wall_s']:.1f} s)\n")
+        return result
+
+    def skip(self, label: str, like: dict[str, Any]) -> None:
+        self.done += 1
+        if not self.quiet:
+            status = like.get("status", "")
+            sys.stderr.write(f"[{self.done:2d}/{self.total}] {label:<44}{status:>28}  (skipped)\n")
+
+
+def _progress_summary(r: dict[str, Any]) -> str:
+    if r.get("status") != "ok":
+        return str(r.get("status", "error"))
+    if r["row"].startswith("isolated"):
+        return f"p99 {r['p99_us']:,.1f} us"
+    if "bytes_per_worker" in r:
+        return f"{r['bytes_per_worker'] / 1024:.1f} KiB/worker"
+    if "max_stall_ms" in r:
+        return f"stall {r['max_stall_ms']:.1f} ms"
+    return f"{r['rate']:,.0f} restarts/s"
+
+
+def _child_argv(workers: int, args: argparse.Namespace, seconds: float | None = None) -> list[str]:
+    return [
+        "--workers",
+        str(workers),
+        "--crash",
+        args.crash,
+        "--seconds",
+        str(args.seconds if seconds is None else seconds),
+        "--warmup-max",
+        str(args.warmup_max),
+    ]
+
+
+def main_parent(args: argparse.Namespace) -> int:
+    n = args.workers
+    jobs = len(RATE_ROWS) * args.rounds + len(SCENARIOS)
+    if args.scaling:
+        jobs += len(SCALING_SIZES) * SCALING_RUNS * 4
+    runner = Runner(jobs, args.no_progress)
+    timeout = 120.0 + args.warmup_max + args.seconds
+    if not args.no_progress:
+        print(
+            f"restart_rate: {n:,} workers, crash {args.crash}, {args.seconds:g} s window per row"
+            + (f", {args.rounds} rounds" if args.rounds > 1 else ""),
+            file=sys.stderr,
+        )
+    runs: dict[str, list[dict[str, Any]]] = {row.name: [] for row in RATE_ROWS}
+    for i in range(args.rounds):
+        # Every other round in reverse order, so that a slow drift of the machine's speed
+        # affects the rows alike.
+        for row in RATE_ROWS if i % 2 == 0 else RATE_ROWS[::-1]:
+            done = runs[row.name]
+            label = row.label if args.rounds == 1 else f"{row.label} #{i + 1}"
+            if done and done[-1].get("status") == "unavailable":
+                runner.skip(label, done[-1])
+                continue
+            done.append(runner.run(row.name, label, _child_argv(n, args), timeout))
+    rows = {name: _median_run(done) for name, done in runs.items()}
+    scenarios: dict[str, dict[str, Any]] = {}
+    for name, label in SCENARIOS:
+        # The isolated crash gathers ~1,000 samples a second: give its p99 a longer window.
+        secs = ISOLATED_WINDOWS * args.seconds if name.startswith("isolated") else None
+        scenarios[name] = runner.run(name, label, _child_argv(n, args, secs), timeout)
+    scaling = run_scaling(runner, args) if args.scaling else None
+    total = time.perf_counter() - runner.started
+
+    out = Report(args, rows, scenarios, scaling)
+    print(out.table())
+    checks = out.checks()
+    print()
+    for check in checks:
+        print(f"{check['status']:<4}  {check['target']}: {check['detail']}")
+    counts = {s: sum(1 for c in checks if c["status"] == s) for s in ("PASS", "FAIL", "N/A")}
+    print(f"targets: PASS {counts['PASS']}, FAIL {counts['FAIL']}, N/A {counts['N/A']}")
+    if not args.no_progress:
+        print(f"total time {total:.1f} s", file=sys.stderr)
+    if args.json:
+        doc = {
+            "config": {
+                "workers": n,
+                "crash": args.crash,
+                "seconds": args.seconds,
+                "warmup_max": args.warmup_max,
+                "quick": args.quick,
+                "rounds": args.rounds,
+                "scaling": args.scaling,
+                "default_mode": DEFAULT_MODE,
+            },
+            "versions": versions(),
+            "machine": machine_info(),
+            "rows": rows,
+            "scenarios": scenarios,
+            "scaling": scaling,
+            "checks": checks,
+            "total_s": total,
+        }
+        with open(args.json, "w") as f:
+            json.dump(doc, f, indent=2)
+            f.write("\n")
+    errors = [r for r in [*rows.values(), *scenarios.values()] if r.get("status") == "error"]
+    return 1 if errors else 0
+
+
+def run_scaling(runner: Runner, args: argparse.Namespace) -> dict[str, Any]:
+    sizes = (100, 300, 1_000) if args.quick else SCALING_SIZES
+    runs = 1 if args.quick else SCALING_RUNS
+    timeout = 300.0 + args.warmup_max + args.seconds
+    out: dict[str, Any] = {"sizes": list(sizes), "runs": runs, "modes": {}}
+    raw: dict[tuple[str, int], list[dict[str, Any]]] = {}
+    for size in sizes:
+        for i in range(runs):  # interleaved: greenkeep, its limit, greenkeep, ...
+            for _mode, gk_row, limit_row in SCALING_PAIRS:
+                for row in (gk_row, limit_row):
+                    results = raw.setdefault((row, size), [])
+                    label = f"scaling {size:,}: {row} #{i + 1}"
+                    if results and results[-1].get("status") == "unavailable":
+                        runner.skip(label, results[-1])
+                        continue
+                    results.append(runner.run(row, label, _child_argv(size, args), timeout))
+    for mode, gk_row, limit_row in SCALING_PAIRS:
+        per_size = {}
+        for size in sizes:
+            gk = _median_rate(raw[(gk_row, size)])
+            lim = _median_rate(raw[(limit_row, size)])
+            per_size[str(size)] = {
+                "greenkeep_rate": gk,
+                "limit_rate": lim,
+                "ratio_to_limit": gk / lim if gk and lim else None,
+                "runs": {gk_row: raw[(gk_row, size)], limit_row: raw[(limit_row, size)]},
+            }
+        out["modes"][mode] = per_size
+    return out
+
+
+def _median_rate(results: list[dict[str, Any]]) -> float | None:
+    rates = [r["rate"] for r in results if r.get("status") == "ok"]
+    return statistics.median(rates) if rates else None
+
+
+#: The numbers of a rate row that are reported as the median over rounds.
+_MEDIAN_FIELDS = ("rate", "p50_us", "p99_us", "peak_rss_bytes")
+
+
+def _median_run(results: list[dict[str, Any]]) -> dict[str, Any]:
+    """
+    One rate row over its rounds: each of `_MEDIAN_FIELDS` is the median over the rounds
+    that succeeded (the mean of the middle two for an even count), every run is kept under
+    ``runs``; the first result if none succeeded.
+    """
+    ok = [r for r in results if r.get("status") == "ok"]
+    if not ok:
+        return results[0]
+    if len(results) == 1:
+        return ok[0]
+    merged = dict(ok[0], runs=results)
+    for key in _MEDIAN_FIELDS:
+        values = [r[key] for r in ok if r.get(key) is not None]
+        merged[key] = statistics.median(values) if values else None
+    return merged
+
+
+# ---------------------------------------------------------------------- report
+
+
+def _ok(r: dict[str, Any] | None) -> bool:
+    return r is not None and r.get("status") == "ok"
+
+
+def _fmt(x: float | None, spec: str, width: int) -> str:
+    return f"{'-':>{width}}" if x is None else f"{x:{spec}}".rjust(width)
+
+
+def _us(x: float | None, width: int) -> str:
+    """Microseconds: one decimal below 100, whole numbers with separators above."""
+    return _fmt(x, ".1f" if x is not None and x < 100 else ",.0f", width)
+
+
+#: Which idle-memory measurement stands for each rate row (greenkeep rows: greenkeep's).
+_MEMORY_OF = {
+    "naive": "memory-bare",
+    "asyncio": "memory-asyncio",
+    "limit": "memory-bare",
+    "fresh-limit": "memory-bare",
+}
+
+
+class Report:
+    def __init__(
+        self,
+        args: argparse.Namespace,
+        rows: dict[str, dict[str, Any]],
+        scenarios: dict[str, dict[str, Any]],
+        scaling: dict[str, Any] | None,
+    ) -> None:
+        self.args = args
+        self.rows = rows
+        self.scenarios = scenarios
+        self.scaling = scaling
+
+    def rate(self, name: str) -> float | None:
+        r = self.rows.get(name)
+        return r["rate"] if _ok(r) and r["rate"] > 0 else None
+
+    def ratio(self, a: str, b: str | None) -> float | None:
+        if b is None:
+            return None
+        ra, rb = self.rate(a), self.rate(b)
+        return ra / rb if ra is not None and rb is not None else None
+
+    def mem(self, name: str) -> float | None:
+        r = self.scenarios.get(name)
+        return r["bytes_per_worker"] if _ok(r) else None
+
+    def table(self) -> str:
+        a = self.args
+        lines = [
+            f"Restart rate: {a.workers:,} workers crashing ({a.crash}), "
+            f"{a.seconds:g} s window, each row in its own process",
+            "",
+            f"{'row':<40}{'restarts/s':>11}{'x naive':>9}{'x asyncio':>10}{'x limit':>9}"
+            f"{'p50 us':>11}{'p99 us':>11}{'peak RSS':>10}{'idle/worker':>13}",
+        ]
+        for row in RATE_ROWS:
+            r = self.rows[row.name]
+            if not _ok(r):
+                why = r.get("note") or r.get("error") or ""
+                lines.append(f"{row.label:<40}{r.get('status', 'error'):>11}  {why}")
+                continue
+            mem = self.mem(_MEMORY_OF.get(row.name, "memory-greenkeep"))
+            lines.append(
+                f"{row.label:<40}{r['rate']:>11,.0f}"
+                f"{_fmt(self.ratio(row.name, 'naive'), '.2f', 9)}"
+                f"{_fmt(self.ratio(row.name, 'asyncio'), '.2f', 10)}"
+                f"{_fmt(self.ratio(row.name, row.limit), '.2f', 9)}"
+                f"{_us(r['p50_us'], 11)}{_us(r['p99_us'], 11)}"
+                f"{r['peak_rss_bytes'] / 2**20:>6.0f} MiB"
+                f"{_fmt(None if mem is None else mem / 1024, '.1f', 9)} KiB"
+            )
+        notes = []
+        for row in RATE_ROWS:
+            r = self.rows[row.name]
+            if _ok(r) and r.get("note"):
+                notes.append(f"  {row.label}: {r['note']}")
+        for name, r in [*self.rows.items(), *self.scenarios.items(), *self.scaling_runs()]:
+            if _ok(r) and r.get("stop_note"):
+                notes.append(f"  {name}: WorkerPool.{r['stop_note']}")
+        notes += [
+            "  x limit: fresh rows and naive against the fresh limit, reuse rows against the limit.",
+            "  Latency: from the raise to the next incarnation's first line; in a crash loop",
+            "  that includes a full round of all the other workers.",
+        ]
+        lines += ["", "Notes:", *notes, "", *self.scenario_lines()]
+        if self.scaling:
+            lines += ["", *self.scaling_lines()]
+        return "\n".join(lines)
+
+    def scaling_runs(self) -> list[tuple[str, dict[str, Any]]]:
+        """Every run of the scaling scenario, labelled."""
+        if not self.scaling:
+            return []
+        out = []
+        for per_size in self.scaling["modes"].values():
+            for size, p in per_size.items():
+                for row, results in p["runs"].items():
+                    for i, r in enumerate(results):
+                        out.append((f"scaling {int(size):,} {row} #{i + 1}", r))
+        return out
+
+    def scenario_lines(self) -> list[str]:
+        s = self.scenarios
+        n = self.args.workers
+        lines = [f"Memory per idle worker ({n:,} workers blocked on one Event; RSS delta / N)"]
+        bare = self.mem("memory-bare")
+        for name, label in (
+            ("memory-greenkeep", "greenkeep supervised worker"),
+            ("memory-bare", "bare gevent greenlet (gevent.spawn)"),
+            ("memory-asyncio", "asyncio task"),
+        ):
+            m = self.mem(name)
+            if m is None:
+                lines.append(f"  {label:<40}{s[name].get('status', 'error')}")
+                continue
+            rel = f"   {m / bare:.2f}x bare greenlet" if bare else ""
+            lines.append(f"  {label:<40}{m / 1024:>8.2f} KiB{rel}")
+        lines += [
+            "",
+            f"Isolated crash (1 of {n:,} workers crashes every "
+            f"{ISOLATED_INTERVAL * 1000:g} ms, the rest idle)",
+        ]
+        for name, label in (("isolated-greenkeep", "greenkeep"), ("isolated-naive", "naive")):
+            r = s[name]
+            if not _ok(r):
+                lines.append(f"  {label:<12}{r.get('status', 'error')}  {r.get('error', '')}")
+                continue
+            lines.append(
+                f"  {label:<12}p50 {_us(r['p50_us'], 7)} us   p99 "
+                f"{_us(r['p99_us'], 7)} us   ({r['samples']:,} crashes)"
+            )
+        lines += [
+            "",
+            f"Storm (all {n:,} workers crash at one instant; a ticker greenlet ticks every 1 ms)",
+        ]
+        for name, label in (("storm-greenkeep", "greenkeep"), ("storm-limit", "limit")):
+            r = s[name]
+            if not _ok(r):
+                lines.append(f"  {label:<12}{r.get('status', 'error')}  {r.get('error', '')}")
+                continue
+            back = (
+                f"all {r['back']:,} running again after {r['all_back_ms']:.1f} ms"
+                if r["all_back"]
+                else f"only {r['back']:,} running again"
+            )
+            lines.append(
+                f"  {label:<12}{back};  longest ticker interval {r['max_stall_ms']:.1f} ms"
+                f" (idle: {_fmt(r['idle_max_tick_gap_ms'], '.1f', 0)} ms)"
+            )
+        return lines
+
+    def scaling_lines(self) -> list[str]:
+        sc = self.scaling
+        assert sc is not None
+        runs = f"median of {sc['runs']} runs" if sc["runs"] > 1 else "1 run"
+        lines = [f"Scaling ({runs} each; greenkeep restarts/s / its limit's = ratio)"]
+        head = f"  {'mode':<8}" + "".join(f"{f'{size:,} workers':>30}" for size in sc["sizes"])
+        lines.append(head)
+        for mode, per in sc["modes"].items():
+            cells = []
+            for size in sc["sizes"]:
+                p = per[str(size)]
+                if p["ratio_to_limit"] is None:
+                    cells.append(f"{'unavailable':>30}")
+                else:
+                    cells.append(
+                        f"{p['greenkeep_rate']:>12,.0f} / {p['limit_rate']:>10,.0f} = "
+                        f"{p['ratio_to_limit']:.2f}"
+                    )
+            lines.append(f"  {mode:<8}" + "".join(c.rjust(30) for c in cells))
+        return lines
+
+    # ------------------------------------------------------------------ targets
+
+    def checks(self) -> list[dict[str, Any]]:
+        out: list[dict[str, Any]] = []
+
+        def add(
+            target: str,
+            value: float | None,
+            bound: float,
+            detail: str,
+            why: str,
+            at_most: bool = False,
+        ) -> None:
+            if value is None:
+                out.append({"target": target, "status": "N/A", "detail": why})
+            else:
+                ok = value <= bound if at_most else value >= bound
+                out.append(
+                    {
+                        "target": target,
+                        "status": "PASS" if ok else "FAIL",
+                        "value": value,
+                        "bound": bound,
+                        "detail": detail.format(value=value, bound=bound),
+                    }
+                )
+
+        def why(*names: str) -> str:
+            bad = []
+            for name in names:
+                r = self.rows.get(name) or self.scenarios.get(name) or {}
+                if not _ok(r):
+                    bad.append(
+                        f"{name} {r.get('status', 'missing')}: {r.get('note') or r.get('error', '')}"
+                    )
+            return "; ".join(bad) or "not measured"
+
+        add(
+            "fresh filtered >= 2.5x naive",
+            self.ratio("greenkeep-fresh", "naive"),
+            2.5,
+            "{value:.2f}x naive",
+            why("greenkeep-fresh", "naive"),
+        )
+        add(
+            "reuse filtered >= 1.5x asyncio",
+            self.ratio("greenkeep-reuse", "asyncio"),
+            1.5,
+            "{value:.2f}x asyncio",
+            why("greenkeep-reuse", "asyncio"),
+        )
+        add(
+            f"default-mode ({DEFAULT_MODE}) JSON >= 0.5x its filtered rate",
+            self.ratio("greenkeep-json", f"greenkeep-{DEFAULT_MODE}"),
+            0.5,
+            "{value:.2f}x filtered",
+            why("greenkeep-json", f"greenkeep-{DEFAULT_MODE}"),
+        )
+        if self.scaling is None:
+            for mode, _, _ in SCALING_PAIRS:
+                add(
+                    f"scaling {mode}: ratio to limit at 100k >= 0.8x that at 1k",
+                    None,
+                    0.8,
+                    "",
+                    "run with --scaling",
+                )
+        else:
+            sizes = self.scaling["sizes"]
+            lo, hi = str(sizes[0]), str(sizes[-1])
+            for mode, gk_row, _ in SCALING_PAIRS:
+                per = self.scaling["modes"][mode]
+                a, b = per[lo]["ratio_to_limit"], per[hi]["ratio_to_limit"]
+                add(
+                    f"scaling {mode}: ratio to limit at {int(hi):,} >= 0.8x that at {int(lo):,}",
+                    b / a if a and b is not None else None,
+                    0.8,
+                    f"{{value:.2f}} ({b if b is None else round(b, 3)} vs "
+                    f"{a if a is None else round(a, 3)})",
+                    f"{gk_row} unavailable or failed at some size",
+                )
+        gk_mem, bare = self.mem("memory-greenkeep"), self.mem("memory-bare")
+        add(
+            "memory per idle supervised worker <= 1.15x bare greenlet",
+            gk_mem / bare if gk_mem is not None and bare else None,
+            1.15,
+            "{value:.2f}x bare",
+            why("memory-greenkeep", "memory-bare"),
+            at_most=True,
+        )
+        gi, ni = self.scenarios.get("isolated-greenkeep"), self.scenarios.get("isolated-naive")
+        add(
+            "isolated crash: greenkeep p99 <= 0.5x naive p99",
+            gi["p99_us"] / ni["p99_us"]
+            if _ok(gi) and _ok(ni) and gi["p99_us"] and ni["p99_us"]
+            else None,
+            0.5,
+            "{value:.2f}x naive",
+            why("isolated-greenkeep", "isolated-naive"),
+            at_most=True,
+        )
+        sg, sl = self.scenarios.get("storm-greenkeep"), self.scenarios.get("storm-limit")
+        if _ok(sg):
+            out.append(
+                {
+                    "target": "storm: all workers run again",
+                    "status": "PASS" if sg["all_back"] else "FAIL",
+                    "detail": f"{sg['back']:,} of {self.args.workers:,} running again",
+                }
+            )
+        else:
+            add("storm: all workers run again", None, 0, "", why("storm-greenkeep"))
+        add(
+            "storm: greenkeep longest ticker stall <= 2x limit's",
+            sg["max_stall_ms"] / sl["max_stall_ms"] if _ok(sg) and _ok(sl) else None,
+            2.0,
+            "{value:.2f}x limit",
+            why("storm-greenkeep", "storm-limit"),
+            at_most=True,
+        )
+        return out
+
+
+# ---------------------------------------------------------------------- CLI
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(
+        description="Restart rate of greenkeep against baselines (see the module docstring).",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    p.add_argument("--workers", type=int, default=10_000, help="workers per row")
+    p.add_argument(
+        "--seconds", type=float, default=2.0, help="measurement window per row and round"
+    )
+    p.add_argument(
+        "--crash",
+        choices=("immediate", "yield"),
+        default="immediate",
+        help="'yield': each incarnation yields once (sleep(0)) before raising",
+    )
+    p.add_argument(
+        "--rounds",
+        type=int,
+        default=2,
+        help="run the rate rows this many times (interleaved) and report each row's median",
+    )
+    p.add_argument("--scaling", action="store_true", help="add the 1k/10k/100k scaling runs")
+    p.add_argument("--json", metavar="PATH", help="write every result as JSON to PATH")
+    p.add_argument("--quick", action="store_true", help="tiny smoke run (a few seconds)")
+    p.add_argument("--versions", action="store_true", help="print the versions and exit")
+    p.add_argument("--no-progress", action="store_true", help="no progress lines on stderr")
+    p.add_argument("--warmup-max", type=float, default=None, help=argparse.SUPPRESS)
+    p.add_argument("--row", help=argparse.SUPPRESS)
+    p.add_argument("--variant", help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+    if args.quick:
+        args.workers = min(args.workers, 200)
+        args.seconds = min(args.seconds, 0.2)
+        args.rounds = 1
+    if args.warmup_max is None:
+        args.warmup_max = 0.2 if args.quick else 5.0
+    if args.workers < 2:
+        p.error("--workers must be at least 2")
+    if args.rounds < 1:
+        p.error("--rounds must be at least 1")
+    known = {row.name for row in RATE_ROWS} | {name for name, _ in SCENARIOS}
+    if args.row is not None and args.row not in known:
+        p.error(f"--row must be one of {', '.join(sorted(known))}")
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    if args.versions:
+        for key, value in versions().items():
+            print(f"{key} {value}")
+        return 0
+    if args.row:
+        emit_result(run_row(args))
+        # Skip tearing down thousands of greenlets or tasks: the row is measured.
+        sys.stderr.flush()
+        os._exit(0)
+    return main_parent(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
