@@ -50,12 +50,16 @@ from greenkeep._render import error_text
 from greenkeep._reports import StopReport, Unstopped
 from greenkeep._spec import Shutdown, ShutdownPolicy
 from greenkeep._storm import CrashStorms, crash_kind
-from greenkeep._worker import WAKE, Runnable, WorkerGreenlet, current_worker, kill
+from greenkeep._worker import WAKE, Runnable, WorkerGreenlet, current_worker, kill, retire
 
 __all__ = ["BATCH", "Manager", "Record", "StartFailed", "check_timeout", "child_state"]
 
 #: Exits handled per batch before the manager yields to the hub (fairness).
 BATCH: Final = 256
+
+#: The manager's pause between two batches of a backlog, in seconds: a timer this short
+#: fires on the loop's next iteration, after timers and IO that were due.
+_YIELD: Final = 1e-6
 
 #: Timers this close (in clock seconds) to due are run (floating-point sums of a manual
 #: clock's steps land a hair before the tick they were meant to reach).
@@ -72,6 +76,7 @@ class Record(Runnable):
 
     __slots__ = (
         "abandoned",
+        "abandoned_greenlet",
         "awaiting_ready",
         "backoff_attempt",
         "delay_seq",
@@ -108,6 +113,8 @@ class Record(Runnable):
         self.kwargs = kwargs
         self.context = context
         self.post = post
+        self.pulse = supervisor._pulse
+        self.reusable = False
         self.ran = 0
         self.incarnation = 0
         self.greenlet: WorkerGreenlet | None = None
@@ -120,6 +127,7 @@ class Record(Runnable):
         self.awaiting_ready = False
         self.ready_inc = 0
         self.abandoned = 0
+        self.abandoned_greenlet: WorkerGreenlet | None = None
         self.sub_report: StopReport | None = None
         self.hb_missed = 0  # the incarnation killed for missing its heartbeat
         self.heartbeat_board: set[Any] | None = None
@@ -280,6 +288,8 @@ class Manager:
         self._end_reason: str | None = None
         self._stop_deadline: float | None = None
         self._unstopped: list[Unstopped] = []
+        self._retirees: list[Any] = []  # parked greenlets of finished incarnations
+        self._pulse = [0]  # exits posted since the manager last took a batch (workers count)
         self._monitors: list[HeartbeatMonitor] = []
         self._delayed: list[tuple[float, int, Record]] = []
         self._seq = 0
@@ -502,7 +512,11 @@ class Manager:
         raise NotImplementedError
 
     def _end_batch(self) -> None:
-        """Called after each batch of exits (the pool resumes parked workers here)."""
+        """Called after each batch of exits: retire the finished greenlets (one callback).
+        The pool also starts and resumes workers here."""
+        if self._retirees:
+            retire(self._retirees)
+            self._retirees = []
 
     def _main(self) -> None:
         emit = self._emit
@@ -574,19 +588,18 @@ class Manager:
                 except gevent.queue.Empty:
                     self._run_timers(self._clock())
                     continue
-            handled = 0
-            while True:
+            self._pulse[0] = 0
+            if item is not WAKE:
+                on_exit(*item)
+            handled = 1
+            # The rest of the batch straight from the queue's deque (the manager is its only
+            # consumer, and an unbounded queue has no blocked producers to wake).
+            queue = mailbox.queue
+            while queue and handled < BATCH and not control and self._end_reason is None:
+                item = queue.popleft()
                 if item is not WAKE:
                     on_exit(*item)
                 handled += 1
-                if (
-                    control  # requests go ahead of the backlog
-                    or self._end_reason is not None
-                    or handled >= BATCH
-                    or not mailbox.qsize()
-                ):
-                    break
-                item = mailbox.get_nowait()
             item = None  # drop the last exit (its exception pins frames) before blocking
             self._end_batch()
             wake_at = self._next_wakeup()
@@ -595,7 +608,10 @@ class Manager:
                 if now + _TIMER_SLACK >= wake_at:
                     self._run_timers(now)
             if handled >= BATCH:
-                gevent.sleep(0)  # a backlog: let the rest of the process run
+                # A backlog: let the rest of the process run. Not sleep(0), which only
+                # queues a callback and would run again before timers and IO get a turn;
+                # a (tiny) timer waits for the loop's next iteration.
+                gevent.sleep(_YIELD)
 
     # ------------------------------------------------------------------ timers
 
@@ -908,6 +924,9 @@ class Manager:
         if child.abandoned and child.abandoned == incarnation:
             # An unstopped incarnation we stopped waiting for has ended after all.
             child.abandoned = 0
+            if child.abandoned_greenlet is not None:
+                self._retirees.append(child.abandoned_greenlet)
+                child.abandoned_greenlet = None
             self._emit.emit(
                 "info",
                 "child_exited",
@@ -1014,6 +1033,14 @@ class Manager:
                         self._on_exit(*item)
         for record in [r for r, inc in pending.items() if not self._running(r, inc)]:
             del pending[record]
+        try:
+            self._await_loop(pending, deadline_of)
+        finally:
+            self._end_batch()  # retire what exited
+
+    def _await_loop(
+        self, pending: dict[Record, int], deadline_of: Callable[[Record], float | None]
+    ) -> None:
         latest = self._latest_deadline(pending, deadline_of)
         while pending:
             item = self._next_event(latest)  # at or past the deadline: only what is queued
@@ -1054,6 +1081,7 @@ class Manager:
         self, record: Record, incarnation: int, waited: float, policy: ShutdownPolicy
     ) -> None:
         record.abandoned = incarnation
+        record.abandoned_greenlet = record.greenlet
         record.greenlet = None
         self._abandoned(record)
         self._unstopped.append(Unstopped(self._path, record.id, incarnation, waited))

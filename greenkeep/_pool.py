@@ -18,6 +18,8 @@ import gevent
 import gevent.event
 
 from greenkeep._backoff import Backoff
+from greenlet import getcurrent as _getcurrent
+
 from greenkeep._errors import InvalidArgumentError, InvalidSpecError, SpecProblem
 from greenkeep._events import EventLogger, Subscriber
 from greenkeep._exits import (
@@ -36,7 +38,7 @@ from greenkeep._render import error_text
 from greenkeep._reports import ChildCounts, ChildInfo
 from greenkeep._spec import ChildSpec, Restart, Shutdown
 from greenkeep._storm import crash_kind
-from greenkeep._worker import kill, resume, retire, spawn_fresh, spawn_reusable
+from greenkeep._worker import create, kill, resume, start, start_now
 
 __all__ = ["RestartMode", "WorkerHandle", "WorkerPool"]
 
@@ -212,12 +214,19 @@ class WorkerPool(Manager):
         self._mode = mode_e
         self._reuse = mode_e is RestartMode.REUSE
         self._limited = not isinstance(self._max_restarts, _Unlimited)
+        # The straight path of _on_exit: a crash restarts at once, storms are summarized.
+        self._fast = (
+            spec.restart is not Restart.TEMPORARY
+            and spec.heartbeat is None
+            and spec.backoff is None
+            and self._log_summary_interval is not None
+        )
         self._size = size
         self._heartbeat = spec.heartbeat
         self._backoff = spec.backoff
         self._workers: list[_Worker] = []
-        self._resumes: list[tuple[Any, int]] = []
-        self._retirees: list[Any] = []
+        self._resumes: list[Any] = []  # parked greenlets to run their next incarnation
+        self._starts: list[Any] = []  # new greenlets to start
         self._monitor: HeartbeatMonitor | None = None
         self._apply_budget()
 
@@ -227,9 +236,10 @@ class WorkerPool(Manager):
 
     def _reset(self) -> None:
         super()._reset()
+        self._storm_of = self._storms._storms  # the straight path reads it directly
         self._workers = []
         self._resumes = []
-        self._retirees = []
+        self._starts = []
         self._monitor = None
         heartbeat = getattr(self, "_heartbeat", None)
         if heartbeat is not None:
@@ -342,13 +352,15 @@ class WorkerPool(Manager):
         return {"strategy": "simple_one_for_one", "children": self._size, "mode": self._mode.value}
 
     def _start_children(self) -> None:
+        self._hub = gevent.get_hub()
         self._add_workers(self._size)
+        self._end_batch()
 
     def _add_workers(self, count: int) -> None:
         post = self._mailbox.put_nowait
         spec = self._spec
-        spawn = spawn_reusable if self._mode is RestartMode.REUSE else spawn_fresh
         monitor = self._monitor
+        starts = self._starts
         first = len(self._workers)
         for worker_id in range(first, first + count):
             record = _Worker(
@@ -361,10 +373,12 @@ class WorkerPool(Manager):
                 self._context,
             )
             self._workers.append(record)
+            record.reusable = self._reuse
             record.incarnation = record.live = 1
             record.status = "running"
             record.started_at = self._clock()
-            record.greenlet = spawn(record, 1)
+            record.greenlet = greenlet = create(record, 1, self._hub)
+            starts.append(greenlet)
             if monitor is not None:
                 record.heartbeat_board = monitor.board
                 monitor.started(record)
@@ -376,6 +390,7 @@ class WorkerPool(Manager):
             self._apply_budget()
             self._resize_window()
             self._add_workers(size - current)
+            self._end_batch()
         elif size < current:
             leaving = self._workers[size:]
             for worker in leaving:
@@ -385,7 +400,7 @@ class WorkerPool(Manager):
             self._stop_records(
                 [w for w in reversed(leaving) if w.live], lambda r: self._spec.shutdown, None
             )
-            self._flush_parked()
+            self._end_batch()
             del self._workers[size:]
             self._size = size
             self._apply_budget()
@@ -401,8 +416,87 @@ class WorkerPool(Manager):
         self._intensity = new
 
     def _on_exit(self, worker: _Worker, incarnation: int, exc: BaseException | None) -> None:
-        """Handle one posted exit: the hot path, O(1), a handful of attribute updates when
-        the crash is damped in the log."""
+        """
+        Handle one posted exit: the hot path, O(1).
+
+        The common case of a crash storm, an ``Exception`` that restarts a worker at once
+        while its kind is already being summarized in the log, takes the straight path
+        below; everything else (and the same thing, when it is not that common case) goes
+        through `_on_exit_general`.
+        """
+        if (
+            self._fast
+            and exc is not None
+            and worker.live == incarnation
+            and not worker.stop_requested
+            and worker.waiters is None
+            and worker.status == "running"
+            and self._end_reason is None
+            and isinstance(exc, Exception)
+        ):
+            now = self._clock()
+            tb = exc.__traceback__
+            if tb is not None:
+                while tb.tb_next is not None:
+                    tb = tb.tb_next
+                storm = self._storm_of.get((type(exc), tb.tb_frame.f_code, tb.tb_lasti))
+                if storm is not None and (
+                    not self._limited or not self._intensity.record(now)
+                ):
+                    worker.live = 0
+                    worker.last_reason = "abnormal"
+                    storm.total += 1
+                    storm.count += 1
+                    storm.last_crash = now
+                    if storm.sample is None:
+                        storm.sample = (worker.id, incarnation, error_text(exc))
+                    if self._emit.has_subscribers:
+                        self._deliver_damped(worker, incarnation, _ABNORMAL, exc)
+                    incarnation += 1
+                    worker.incarnation = worker.live = incarnation
+                    worker.restarts += 1
+                    worker.started_at = now
+                    worker.stop_event = None
+                    if self._reuse:
+                        self._resumes.append(worker.greenlet)
+                    else:
+                        if worker.greenlet is not None:
+                            self._retirees.append(worker.greenlet)
+                        worker.greenlet = greenlet = create(worker, incarnation, self._hub)
+                        self._starts.append(greenlet)
+                    if self._emit.has_subscribers:
+                        self._deliver_restarted(worker, incarnation)
+                    return
+                if storm is not None:  # the budget just ran out: the general path gives up
+                    self._give_up_now(worker, incarnation, exc, now)
+                    return
+        self._on_exit_general(worker, incarnation, exc)
+
+    def _give_up_now(
+        self, worker: _Worker, incarnation: int, exc: BaseException, now: float
+    ) -> None:
+        worker.live = 0
+        worker.last_reason = "abnormal"
+        record = ExitRecord.of(worker.id, incarnation, _ABNORMAL, exc, now, True)
+        self._not_restarted(worker, incarnation, _ABNORMAL, exc, "give_up")
+        self._give_up(worker, record)
+
+    def _deliver_restarted(self, worker: _Worker, incarnation: int) -> None:
+        self._emit.deliver(
+            "info",
+            "child_restarted",
+            {
+                "child_id": worker.id,
+                "incarnation": incarnation,
+                "restarts_in_period": self._intensity.in_window,
+                "summarized": True,
+            },
+        )
+
+    def _on_exit_general(
+        self, worker: _Worker, incarnation: int, exc: BaseException | None
+    ) -> None:
+        """Every exit the straight path of `_on_exit` does not take."""
         if worker.live != incarnation:
             self._ignored_exit(worker, incarnation, exc)
             return
@@ -461,8 +555,8 @@ class WorkerPool(Manager):
             )
         if self._backoff is not None:
             attempt = self._backoff_attempt(worker, self._backoff, now)
-            if not self._reuse:
-                worker.greenlet = None  # dead; a new one is spawned when the delay is over
+            if not self._reuse:  # its parked greenlet retires; a new one comes after the delay
+                self._park_or_drop(worker)
             self._schedule_restart(
                 worker, self._backoff.delay(attempt, self._random()), attempt, logged
             )
@@ -477,16 +571,7 @@ class WorkerPool(Manager):
                 restarts_in_period=self._intensity.in_window,
             )
         elif emit.has_subscribers:
-            emit.deliver(
-                "info",
-                "child_restarted",
-                {
-                    "child_id": worker.id,
-                    "incarnation": incarnation,
-                    "restarts_in_period": self._intensity.in_window,
-                    "summarized": True,
-                },
-            )
+            self._deliver_restarted(worker, incarnation)
 
     def _relaunch(self, worker: _Worker, now: float) -> int:
         """Run *worker*'s next incarnation; return its number."""
@@ -497,9 +582,12 @@ class WorkerPool(Manager):
         worker.stop_event = None
         worker.status = "running"
         if self._reuse:
-            self._resumes.append((worker.greenlet, incarnation))
+            self._resumes.append(worker.greenlet)
         else:
-            worker.greenlet = spawn_fresh(worker, incarnation)
+            if worker.greenlet is not None:
+                self._retirees.append(worker.greenlet)  # the parked, finished one
+            worker.greenlet = greenlet = create(worker, incarnation, self._hub)
+            self._starts.append(greenlet)
         if self._monitor is not None:
             self._monitor.started(worker)
         return incarnation
@@ -568,33 +656,39 @@ class WorkerPool(Manager):
         record.live = 0  # type: ignore[attr-defined]
 
     def _park_or_drop(self, worker: _Worker) -> None:
-        # The incarnation ended and will not be followed: a parked reusable greenlet retires.
-        if self._mode is RestartMode.REUSE and worker.greenlet is not None:
+        # The incarnation ended and will not be followed: its parked greenlet retires.
+        if worker.greenlet is not None:
             self._retirees.append(worker.greenlet)
         worker.greenlet = None
 
     def _end_batch(self) -> None:
-        if self._resumes:
-            resume(self._resumes)
-            self._resumes = []
-        if self._retirees:
-            retire(self._retirees)
-            self._retirees = []
-
-    def _flush_parked(self) -> None:
-        self._end_batch()
+        super()._end_batch()  # retire finished greenlets first: their memory is freed
+        starts, resumes = self._starts, self._resumes
+        if not starts and not resumes:
+            return
+        self._starts, self._resumes = [], []
+        if (
+            len(starts) + len(resumes) == 1
+            and not self._mailbox.qsize()
+            and self._end_reason is None
+            and _getcurrent() is self._manager
+        ):
+            start_now((starts or resumes)[0])  # an isolated restart: no loop turn to wait
+            return
+        if starts:
+            start(starts)
+        if resumes:
+            resume(resumes)
 
     def _stop_all(self) -> None:
-        # Restarts decided in the last batch have not been resumed yet: retire them instead.
-        if self._resumes:
-            for greenlet, incarnation in self._resumes:
-                record = greenlet.child
-                if record.live == incarnation:
-                    record.live = 0
-                    record.status = "terminated"
-                    record.greenlet = None
-                    self._retirees.append(greenlet)
-            self._resumes = []
+        # Restarts decided in the last batch have not run yet: cancel them.
+        for greenlet in self._starts + self._resumes:
+            record = greenlet.child
+            record.live = 0
+            record.status = "terminated"
+            record.greenlet = None
+            self._retirees.append(greenlet)  # a never-started one is simply dropped
+        self._starts, self._resumes = [], []
         for worker in self._workers:
             if worker.status == "delayed":  # cancel pending (backoff) restarts
                 worker.status = "terminated"

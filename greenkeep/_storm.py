@@ -10,13 +10,15 @@ crash of that kind is logged in full again. Pure: the caller passes the time in.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from greenkeep._exits import ExitKind
 
 __all__ = ["CrashKind", "CrashStorms", "StormSummary", "crash_kind", "describe"]
 
-#: (exception type, code object and line where it was raised): cheap to build per crash;
-#: `describe` turns it into text only when a summary is logged.
+#: (exception type, code object and bytecode offset where it was raised): cheap to build
+#: per crash (a traceback's line number is computed from the line table, its offset is
+#: not); `describe` turns it into text only when a summary is logged.
 CrashKind = tuple[type, object, int]
 
 
@@ -27,18 +29,26 @@ def crash_kind(exc: BaseException) -> CrashKind:
         return (type(exc), None, 0)
     while tb.tb_next is not None:
         tb = tb.tb_next
-    return (type(exc), tb.tb_frame.f_code, tb.tb_lineno)
+    return (type(exc), tb.tb_frame.f_code, tb.tb_lasti)
+
+
+def _line_of(code: Any, offset: int) -> int | None:
+    for start, end, line in code.co_lines():
+        if start <= offset < end:
+            return line  # type: ignore[no-any-return]
+    return None
 
 
 def describe(kind: CrashKind) -> tuple[str, str]:
     """(qualified type name, "file:line") of a crash kind."""
-    cls, code, line = kind
+    cls, code, offset = kind
     if cls is ExitKind:
         return "heartbeat_missed", "?"
     module = getattr(cls, "__module__", None)
     name = cls.__qualname__ if module in (None, "builtins") else f"{module}.{cls.__qualname__}"
-    where = f"{code.co_filename}:{line}" if code is not None else "?"  # type: ignore[attr-defined]
-    return name, where
+    if code is None:
+        return name, "?"
+    return name, f"{code.co_filename}:{_line_of(code, offset)}"  # type: ignore[attr-defined]
 
 
 @dataclass(frozen=True)
@@ -106,7 +116,7 @@ class CrashStorms:
         else:
             while tb.tb_next is not None:
                 tb = tb.tb_next
-            kind = (type(exc), tb.tb_frame.f_code, tb.tb_lineno)
+            kind = (type(exc), tb.tb_frame.f_code, tb.tb_lasti)
         storm = self._storms.get(kind)
         if storm is None:
             self.admit(kind, now)

@@ -32,7 +32,7 @@ from greenkeep._manager import Manager, Record, StartFailed, child_state
 from greenkeep._reports import ChildCounts, ChildInfo
 from greenkeep._spec import ChildId, ChildSpec, Restart, validate_specs
 from greenkeep._strategy import AutoShutdown, Strategy, plan_restart
-from greenkeep._worker import WAKE, spawn_fresh
+from greenkeep._worker import WAKE, spawn
 
 __all__ = ["Supervisor"]
 
@@ -370,6 +370,7 @@ class Supervisor(Manager):
         # shutdown only if the request came first; an exit that raced a request keeps its own
         # reason but is not restarted (status "stopping").
         kind = classify(exc, child.stop_requested)
+        self._retirees.append(child.greenlet)  # it parked after posting: let it end
         spec = child.spec
         if spec.heartbeat is not None:
             self._monitor_of[spec.heartbeat].ended(child)
@@ -430,7 +431,7 @@ class Supervisor(Manager):
         child.started_at = self._clock()
         child.status = "running"
         child.hb_missed = 0
-        child.greenlet = spawn_fresh(child, child.incarnation)
+        child.greenlet = spawn(child, child.incarnation)
         if child.spec.heartbeat is not None:
             self._monitor_of[child.spec.heartbeat].started(child)
 
@@ -549,6 +550,7 @@ class Supervisor(Manager):
                     continue
                 kind = classify(exc, child.stop_requested)
                 if kind.is_abnormal:
+                    self._retirees.append(child.greenlet)
                     child.greenlet = None
                     child.status = "terminated"
                     record = ExitRecord.of(child.id, incarnation, kind, exc, self._clock(), True)

@@ -22,9 +22,9 @@ stops the program.
 Two ways to run the next incarnation:
 
 *fresh*
-    a new `WorkerGreenlet` per incarnation (`spawn_fresh`);
+    a new `WorkerGreenlet` per incarnation (`create`/`spawn`, then `retire` the parked one);
 *reuse*
-    the same greenlet runs the function again once the manager allows it (`spawn_reusable`
+    the same greenlet runs the function again once the manager allows it (`spawn`
     starts it, `resume` lets a parked one run its next incarnation, `retire` ends it).
 """
 
@@ -50,8 +50,10 @@ __all__ = [
     "kill",
     "resume",
     "retire",
-    "spawn_fresh",
-    "spawn_reusable",
+    "create",
+    "spawn",
+    "start",
+    "start_now",
 ]
 
 #: What the manager consumes: (the child record, the incarnation, what it raised or None).
@@ -75,7 +77,7 @@ class Runnable:
     ``stop_event``.
     """
 
-    __slots__ = ("args", "context", "kwargs", "post", "ran", "target")
+    __slots__ = ("args", "context", "kwargs", "post", "pulse", "ran", "reusable", "target")
 
     target: Callable[..., object]
     args: tuple[object, ...]
@@ -83,6 +85,10 @@ class Runnable:
     context: contextvars.Context
     post: Mailbox
     ran: int
+    #: ``pulse[0]``: exits posted since the manager last took a batch (it resets it).
+    pulse: list[int]
+    #: Whether the greenlet runs further incarnations (reuse mode) after parking.
+    reusable: bool
 
 
 class WorkerGreenlet(_RawGreenlet):
@@ -94,6 +100,8 @@ class WorkerGreenlet(_RawGreenlet):
         incarnation: The incarnation it is running now.
     """
 
+    __slots__ = ("child", "incarnation")
+
     child: Any
     incarnation: int
 
@@ -104,13 +112,9 @@ class WorkerGreenlet(_RawGreenlet):
         return f"<WorkerGreenlet child={ident!r} incarnation={self.incarnation} {state}>"
 
 
-class _Resume:
-    __slots__ = ("incarnation",)
-
-    def __init__(self, incarnation: int) -> None:
-        self.incarnation = incarnation
-
-
+#: Switched into a parked worker: run your record's (new) incarnation.
+_GO: Final = object()
+#: Switched into a parked worker: end.
 _RETIRE: Final = object()
 
 
@@ -124,58 +128,61 @@ def _interrupt_main(exc: KeyboardInterrupt) -> None:
     _hub().handle_error(_getcurrent(), type(exc), exc, exc.__traceback__)
 
 
-def _run_fresh(child: Runnable, incarnation: int) -> None:
-    # The body of a fresh worker greenlet: one incarnation, one posted exit.
-    child.ran = incarnation
-    post = child.post
-    try:
-        if child.kwargs:
-            child.context.copy().run(child.target, *child.args, **child.kwargs)
-        else:
-            child.context.copy().run(child.target, *child.args)
-    except KeyboardInterrupt as exc:
-        post((child, incarnation, exc))
-        _interrupt_main(exc)
-    except BaseException as exc:  # every exit is reported, never re-raised
-        post((child, incarnation, exc))
-    else:
-        post((child, incarnation, None))
+#: In fresh mode a finished worker greenlet ends at once, unless this many exits were
+#: posted since the manager last ran (a crash storm: many workers failing in one pass of
+#: the hub): then it parks and the manager retires it later.
+PARK_AFTER: Final = 512
 
 
-def _run_reusable(child: Runnable, incarnation: int) -> None:
-    # The body of a reusable worker greenlet: run an incarnation, post its exit, park until
-    # the manager resumes it (with the next incarnation) or retires it.
-    switch_to_hub = _hub().switch
+def _run_worker(child: Runnable, incarnation: int) -> None:
+    # The body of every worker greenlet: run an incarnation, post its exit, then park until
+    # the manager resumes it with the next incarnation (reuse mode), or end (fresh mode: a
+    # new greenlet runs the next one). In a crash storm a fresh greenlet parks too, and the
+    # manager retires it in a later batch: a greenlet's teardown (an munmap of its
+    # interpreter stack) then stays out of the storm's first pass, which would otherwise
+    # hold the hub for the whole storm.
     me = _getcurrent()
+    hub: Any = me.parent
+    park = _RawGreenlet.switch
     post = child.post
     context = child.context
     target = child.target
     args = child.args
-    kwargs = dict(child.kwargs)
+    kwargs = dict(child.kwargs) if child.kwargs else {}
+    # Each incarnation runs in a fresh copy of the context captured at start: the greenlet's
+    # own context is replaced before each run (with nothing at all when the captured one is
+    # empty: a greenlet without a context of its own gets a new, empty one on first use).
+    empty = len(context) == 0
     while True:
         child.ran = incarnation
         try:
-            if kwargs:
-                context.copy().run(target, *args, **kwargs)
+            if empty:
+                if me.gr_context is not None:
+                    me.gr_context = None
             else:
-                context.copy().run(target, *args)
+                me.gr_context = context.copy()
+            target(*args, **kwargs)
         except KeyboardInterrupt as exc:
             post((child, incarnation, exc))
             _interrupt_main(exc)
-        except BaseException as exc:  # every exit is reported
+        except BaseException as exc:  # every exit is reported, never re-raised
             post((child, incarnation, exc))
         else:
             post((child, incarnation, None))
         child.ran = -incarnation  # parked: its exit is posted
-        while True:  # parked
+        pulse = child.pulse
+        pulse[0] += 1
+        if not child.reusable and pulse[0] <= PARK_AFTER:
+            return  # fresh mode, manager keeping up: end now (the cheapest way)
+        while True:  # parked (a raw switch: a worker has no gevent switch_out hook)
             try:
-                token = switch_to_hub()
+                token = park(hub)
             except GreenletExit:
                 return
             except BaseException:  # a stale throw aimed at a dead incarnation
                 continue
-            if type(token) is _Resume:
-                incarnation = me.incarnation = token.incarnation  # type: ignore[attr-defined]
+            if token is _GO:
+                incarnation = me.incarnation = child.incarnation  # type: ignore[attr-defined]
                 break
             if token is _RETIRE:
                 return
@@ -196,59 +203,75 @@ def _trampoline(greenlet: WorkerGreenlet, child: Runnable, incarnation: int) -> 
         child.post((child, incarnation, GreenletExit()))
 
 
-def _spawn(
-    run: Callable[[Runnable, int], None], child: Runnable, incarnation: int
-) -> WorkerGreenlet:
-    hub = _hub()
-    greenlet = WorkerGreenlet(run, hub)
+def create(child: Runnable, incarnation: int, hub: Hub | None = None) -> WorkerGreenlet:
+    """A new worker greenlet for *incarnation* of *child*, not yet scheduled (see `start`).
+    *hub*: the current thread's hub, if the caller has it at hand."""
+    greenlet = WorkerGreenlet(_run_worker, hub if hub is not None else _hub())
     greenlet.child = child
     greenlet.incarnation = incarnation
-    hub.loop.run_callback(_trampoline, greenlet, child, incarnation)
     return greenlet
 
 
-def spawn_fresh(child: Runnable, incarnation: int) -> WorkerGreenlet:
+def spawn(child: Runnable, incarnation: int) -> WorkerGreenlet:
     """
-    Schedule *incarnation* of *child* in a new greenlet; it starts on the hub's next turn.
-
-    Never blocks.
+    Schedule *incarnation* of *child* in a new greenlet; it starts on the hub's next turn,
+    before anything scheduled later. After the incarnation it parks until `resume`d (reuse
+    mode) or `retire`d (fresh mode). Never blocks.
     """
-    return _spawn(_run_fresh, child, incarnation)
+    greenlet = create(child, incarnation)
+    _hub().loop.run_callback(_trampoline, greenlet, child, incarnation)
+    return greenlet
 
 
-def spawn_reusable(child: Runnable, incarnation: int) -> WorkerGreenlet:
-    """Like `spawn_fresh`, but the greenlet parks after each incarnation (see `resume`)."""
-    return _spawn(_run_reusable, child, incarnation)
+def _start_all(greenlets: list[WorkerGreenlet]) -> None:
+    for greenlet in greenlets:
+        _trampoline(greenlet, greenlet.child, greenlet.incarnation)
+
+
+def start(greenlets: list[WorkerGreenlet]) -> None:
+    """Start `create`-d greenlets, in order, on the hub's next turn (one loop callback for
+    the whole batch). Never blocks."""
+    _hub().loop.run_callback(_start_all, greenlets)
 
 
 def _switch_all(greenlets: list[WorkerGreenlet], token: object) -> None:
     # Loop callback: switch into each parked greenlet in turn. Each runs until it blocks or
-    # parks again, then control comes back here.
-    for greenlet in greenlets:
-        if not greenlet.dead:
-            greenlet.switch(token)
-
-
-def _switch_each(pairs: list[tuple[WorkerGreenlet, _Resume]]) -> None:
-    if pairs and pairs[0][0].child.supervisor._forked:
+    # parks again (or ends), then control comes back here.
+    if greenlets and greenlets[0].child.supervisor._forked:
         return  # scheduled in the parent process: never run them in a forked child
-    for greenlet, token in pairs:
-        if not greenlet.dead:
+    for greenlet in greenlets:
+        if greenlet:  # started and not dead: parked (a never-started one is just dropped)
             greenlet.switch(token)
 
 
-def resume(pairs: list[tuple[WorkerGreenlet, int]]) -> None:
+def resume(greenlets: list[WorkerGreenlet]) -> None:
     """
-    Let each parked reusable greenlet run the given incarnation, in order, on the hub's next
-    turn (one loop callback for the whole batch). Never blocks.
+    Let each parked greenlet run its record's current incarnation, in order, on the hub's
+    next turn (one loop callback for the whole batch). Never blocks.
     """
-    tokens = [(greenlet, _Resume(incarnation)) for greenlet, incarnation in pairs]
-    _hub().loop.run_callback(_switch_each, tokens)
+    _hub().loop.run_callback(_switch_all, greenlets, _GO)
 
 
 def retire(greenlets: list[WorkerGreenlet]) -> None:
-    """End parked reusable greenlets on the hub's next turn. Never blocks."""
+    """End parked greenlets on the hub's next turn (one loop callback). Never blocks."""
     _hub().loop.run_callback(_switch_all, greenlets, _RETIRE)
+
+
+def start_now(greenlet: WorkerGreenlet) -> None:
+    """
+    From the manager greenlet: run a `create`-d (never scheduled) or a parked greenlet at
+    once, instead of on the hub's next turn: an isolated restart saves one loop iteration.
+    The caller continues on the hub's next turn (as after ``gevent.sleep(0)``).
+
+    Only for a gevent greenlet that expects nothing else to switch into it meanwhile (the
+    manager, at the end of a batch).
+    """
+    _hub().loop.run_callback(_getcurrent().switch)
+    if greenlet:  # started before: parked, waiting for its next incarnation
+        greenlet.switch(_GO)
+    else:
+        _trampoline(greenlet, greenlet.child, greenlet.incarnation)
+    # Back here once the callback above has run (the greenlet blocked, parked or ended).
 
 
 def _throw(greenlet: WorkerGreenlet, exc_type: type[BaseException]) -> None:
