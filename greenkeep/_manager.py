@@ -893,7 +893,7 @@ class Manager:
         }
         storms = self._storms
         if damp and storms.interval is not None:
-            kind_key = (ExitKind, None, 0)  # one storm kind for every heartbeat miss
+            kind_key = (ExitKind, 0, 0)  # one storm kind for every heartbeat miss
             if not storms.admit(kind_key, self._clock()):
                 if storms.needs_sample(kind_key):
                     storms.sample(kind_key, child.id, incarnation, "heartbeat missed")

@@ -439,7 +439,7 @@ class WorkerPool(Manager):
             if tb is not None:
                 while tb.tb_next is not None:
                     tb = tb.tb_next
-                storm = self._storm_of.get((type(exc), tb.tb_frame.f_code, tb.tb_lasti))
+                storm = self._storm_of.get((type(exc), id(tb.tb_frame.f_code), tb.tb_lasti))
                 if storm is not None and (
                     not self._limited or not self._intensity.record(now)
                 ):

@@ -23,13 +23,23 @@ CrashKind = tuple[type, object, int]
 
 
 def crash_kind(exc: BaseException) -> CrashKind:
-    """The kind of a crash: its type and the innermost traceback entry (where it was raised)."""
+    """The kind of a crash: its type and the innermost traceback entry (where it was raised),
+    as (type, id of the code object, bytecode offset): cheap to hash."""
     tb = exc.__traceback__
     if tb is None:
-        return (type(exc), None, 0)
+        return (type(exc), 0, 0)
     while tb.tb_next is not None:
         tb = tb.tb_next
-    return (type(exc), tb.tb_frame.f_code, tb.tb_lasti)
+    return (type(exc), id(tb.tb_frame.f_code), tb.tb_lasti)
+
+
+def _raise_code(exc: BaseException) -> Any:
+    tb = exc.__traceback__
+    if tb is None:
+        return None
+    while tb.tb_next is not None:
+        tb = tb.tb_next
+    return tb.tb_frame.f_code
 
 
 def _line_of(code: Any, offset: int) -> int | None:
@@ -39,16 +49,16 @@ def _line_of(code: Any, offset: int) -> int | None:
     return None
 
 
-def describe(kind: CrashKind) -> tuple[str, str]:
-    """(qualified type name, "file:line") of a crash kind."""
-    cls, code, offset = kind
+def describe(kind: CrashKind, code: Any = None) -> tuple[str, str]:
+    """(qualified type name, "file:line") of a crash kind raised in *code*."""
+    cls, _, offset = kind
     if cls is ExitKind:
         return "heartbeat_missed", "?"
     module = getattr(cls, "__module__", None)
     name = cls.__qualname__ if module in (None, "builtins") else f"{module}.{cls.__qualname__}"
     if code is None:
         return name, "?"
-    return name, f"{code.co_filename}:{_line_of(code, offset)}"  # type: ignore[attr-defined]
+    return name, f"{code.co_filename}:{_line_of(code, offset)}"
 
 
 @dataclass(frozen=True)
@@ -78,9 +88,10 @@ class StormSummary:
 
 
 class _Storm:
-    __slots__ = ("count", "last_crash", "next_summary", "sample", "total")
+    __slots__ = ("code", "count", "last_crash", "next_summary", "sample", "total")
 
-    def __init__(self, now: float, interval: float) -> None:
+    def __init__(self, now: float, interval: float, code: Any = None) -> None:
+        self.code = code  # where it was raised (for the summary's location)
         self.total = 1
         self.count = 0
         self.last_crash = now
@@ -112,21 +123,21 @@ class CrashStorms:
         """
         tb = exc.__traceback__
         if tb is None:
-            kind: CrashKind = (type(exc), None, 0)
+            kind: CrashKind = (type(exc), 0, 0)
         else:
             while tb.tb_next is not None:
                 tb = tb.tb_next
-            kind = (type(exc), tb.tb_frame.f_code, tb.tb_lasti)
+            kind = (type(exc), id(tb.tb_frame.f_code), tb.tb_lasti)
         storm = self._storms.get(kind)
         if storm is None:
-            self.admit(kind, now)
+            self.admit(kind, now, _raise_code(exc))
             return 1
         storm.total += 1
         storm.count += 1
         storm.last_crash = now
         return 0 if storm.sample is not None else 2
 
-    def admit(self, kind: CrashKind, now: float) -> bool:
+    def admit(self, kind: CrashKind, now: float, code: Any = None) -> bool:
         """
         Count one crash of *kind* at *now*. ``True``: log it in full (the first of a storm,
         or damping is off). ``False``: it was counted; call `sample` if it is the first
@@ -137,7 +148,7 @@ class CrashStorms:
             return True
         storm = self._storms.get(kind)
         if storm is None:
-            self._storms[kind] = _Storm(now, interval)
+            self._storms[kind] = _Storm(now, interval, code)
             if self.next_due is None or now + interval < self.next_due:
                 self.next_due = now + interval
             return True
@@ -177,7 +188,7 @@ class CrashStorms:
             ended = flush or now - storm.last_crash >= interval
             if storm.count:
                 child_id, incarnation, error = storm.sample or (None, 0, "")
-                error_type, location = describe(kind)
+                error_type, location = describe(kind, storm.code)
                 summaries.append(
                     StormSummary(
                         error_type,

@@ -270,6 +270,7 @@ class TestStormLogs:
         assert summaries[-1]["storm_ended"]
         assert {"builtins"} != {s["error_type"] for s in summaries}
         assert {"ValueError"} == {s["error_type"] for s in summaries}
+        assert all(s["location"].split("/")[-1].startswith("test_pool.py:") for s in summaries)
         assert all(s["sample_error"] == "ValueError: same reason" for s in summaries)
 
     def test_summaries_off_logs_every_crash(self) -> None:
