@@ -440,14 +440,9 @@ class WorkerPool(Manager):
                 while tb.tb_next is not None:
                     tb = tb.tb_next
                 storm = self._storm_of.get((type(exc), id(tb.tb_frame.f_code), tb.tb_lasti))
-                if storm is not None and (
-                    not self._limited or not self._intensity.record(now)
-                ):
-                    worker.live = 0
+                if storm is not None and (not self._limited or not self._intensity.record(now)):
                     worker.last_reason = "abnormal"
-                    storm.total += 1
-                    storm.count += 1
-                    storm.last_crash = now
+                    storm.count += 1  # (counts are summed into the total at each summary)
                     if storm.sample is None:
                         storm.sample = (worker.id, incarnation, error_text(exc))
                     if self._emit.has_subscribers:

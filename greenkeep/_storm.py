@@ -3,8 +3,9 @@ Crash-storm damping for logs: the first crash of each kind in full, then at most
 summary per kind per interval, until the storm ends. Every crash is counted.
 
 A *kind* is (exception type, raising location). A storm of a kind starts with its first crash
-and ends once a whole interval passes without one; its last summary says so, and the next
-crash of that kind is logged in full again. Pure: the caller passes the time in.
+and ends at the first summary time that finds a whole period without one (one to two intervals
+after its last crash); its last summary says so, and the next crash of that kind is logged in
+full again. Pure: the caller passes the time in.
 """
 
 from __future__ import annotations
@@ -74,7 +75,8 @@ class StormSummary:
         sample_child_id: One child among the *count* crashes.
         sample_incarnation: Its incarnation.
         sample_error: Its rendered error.
-        ended: Whether the storm is over (no crash of this kind for a whole interval).
+        ended: Whether the storm is over (a whole period passed without a crash of this kind,
+            or the supervisor stopped).
     """
 
     error_type: str
@@ -88,13 +90,12 @@ class StormSummary:
 
 
 class _Storm:
-    __slots__ = ("code", "count", "last_crash", "next_summary", "sample", "total")
+    __slots__ = ("code", "count", "next_summary", "sample", "total")
 
     def __init__(self, now: float, interval: float, code: Any = None) -> None:
         self.code = code  # where it was raised (for the summary's location)
         self.total = 1
         self.count = 0
-        self.last_crash = now
         self.next_summary = now + interval
         self.sample: tuple[object, int, str] | None = None
 
@@ -132,9 +133,7 @@ class CrashStorms:
         if storm is None:
             self.admit(kind, now, _raise_code(exc))
             return 1
-        storm.total += 1
         storm.count += 1
-        storm.last_crash = now
         return 0 if storm.sample is not None else 2
 
     def admit(self, kind: CrashKind, now: float, code: Any = None) -> bool:
@@ -152,9 +151,7 @@ class CrashStorms:
             if self.next_due is None or now + interval < self.next_due:
                 self.next_due = now + interval
             return True
-        storm.total += 1
         storm.count += 1
-        storm.last_crash = now
         return False
 
     def needs_sample(self, kind: CrashKind) -> bool:
@@ -185,8 +182,9 @@ class CrashStorms:
                     storm.next_summary if next_due is None else min(next_due, storm.next_summary)
                 )
                 continue
-            ended = flush or now - storm.last_crash >= interval
-            if storm.count:
+            ended = flush or not storm.count  # a whole period without a crash of this kind
+            storm.total += storm.count
+            if storm.count or (ended and storm.total > 1):
                 child_id, incarnation, error = storm.sample or (None, 0, "")
                 error_type, location = describe(kind, storm.code)
                 summaries.append(
