@@ -16,10 +16,9 @@ from typing import Any
 
 import gevent
 import gevent.event
-
-from greenkeep._backoff import Backoff
 from greenlet import getcurrent as _getcurrent
 
+from greenkeep._backoff import Backoff
 from greenkeep._errors import InvalidArgumentError, InvalidSpecError, SpecProblem
 from greenkeep._events import EventLogger, Subscriber
 from greenkeep._exits import (
