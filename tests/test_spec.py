@@ -524,7 +524,8 @@ class TestValidForms:
 
         assert (
             "ChildSpec(id='w', target=work, args=(1,), kwargs={'a': 2}, restart='transient', "
-            "shutdown='brutal', significant=False, ready_timeout=None, heartbeat=None, backoff=None)"
+            "shutdown='brutal', significant=False, ready_timeout=None, heartbeat=None, "
+            "backoff=None)"
         ) == repr(spec)
 
 
