@@ -164,3 +164,122 @@ def memory(workers: int) -> dict[str, Any]:
     _stop(sup, result)
     warm.stop(timeout=STOP_TIMEOUT)  # idle: quick
     return result
+
+
+def heartbeat(workers: int, phase_seconds: float, pairs: int) -> dict[str, Any]:
+    """
+    The heartbeat scenario: *workers* otherwise idle workers wake every 100 ms (their
+    wake-ups spread over the 100 ms); with heartbeats each then calls its beat
+    (``greenkeep.heartbeat()``, deadline 1 s), without them it does nothing and the pool has
+    no heartbeat.
+
+    This machine's speed drifts by more than the effect being measured, so the two variants
+    run at the same time, in two processes (one per core), over the same *phase_seconds*
+    windows, each measuring its own CPU time; *pairs* windows, each with fresh pools. Reports
+    the median CPU fraction of each variant, the median of the windows' differences (the cost
+    of beats plus deadline checking, as a fraction of one core), and a direct account of the
+    same cost in the heartbeat process: time spent in the supervisor's deadline ticks plus
+    beats x the measured cost of one beat.
+    """
+    import json
+    import os
+    import statistics
+
+    read_fd, write_fd = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: the same workers without heartbeats
+        os.close(read_fd)
+        try:
+            off = _heartbeat_phases(workers, phase_seconds, pairs, beating=False)
+            os.write(write_fd, json.dumps(off).encode())
+        finally:
+            os._exit(0)
+    os.close(write_fd)
+    on = _heartbeat_phases(workers, phase_seconds, pairs, beating=True)
+    raw = b""
+    while chunk := os.read(read_fd, 65536):
+        raw += chunk
+    os.close(read_fd)
+    os.waitpid(pid, 0)
+    off = json.loads(raw)
+    diffs = [b - a for a, b in zip(off["cpu"], on["cpu"], strict=True)]
+    return {
+        "cpu_off": statistics.median(off["cpu"]),
+        "cpu_on": statistics.median(on["cpu"]),
+        "overhead": statistics.median(diffs),
+        "overhead_pairs": diffs,
+        "accounted": statistics.median(on["accounted"]),
+        "missed": on["missed"],
+        "pairs": pairs,
+        "phase_s": phase_seconds,
+    }
+
+
+def _heartbeat_phases(
+    workers: int, phase_seconds: float, pairs: int, beating: bool
+) -> dict[str, Any]:
+    """One side of `heartbeat`: *pairs* windows aligned on the wall clock."""
+    import time
+    import timeit
+
+    import gevent
+
+    import greenkeep
+    from greenkeep import _heartbeat
+
+    configure_filtered()
+    tick_time = [0.0]
+    original_tick = _heartbeat.HeartbeatMonitor.tick
+
+    def timed_tick(self: Any, now: float) -> Any:
+        t = time.perf_counter()
+        try:
+            return original_tick(self, now)
+        finally:
+            tick_time[0] += time.perf_counter() - t
+
+    _heartbeat.HeartbeatMonitor.tick = timed_tick  # type: ignore[method-assign]
+    beats = [0]
+
+    def beater(worker_id: int) -> None:
+        beat = greenkeep.heartbeat()
+        sleep = gevent.sleep
+        sleep(worker_id % 100 / 1000)  # spread the wake-ups over the 100 ms
+        while True:
+            sleep(0.1)
+            beat()
+            beats[0] += 1
+
+    def idle(worker_id: int) -> None:
+        sleep = gevent.sleep
+        sleep(worker_id % 100 / 1000)
+        while True:
+            sleep(0.1)
+            beats[0] += 1  # the same bookkeeping as `beater`, without the beat
+
+    cpu: list[float] = []
+    accounted: list[float] = []
+    missed = 0
+    period = phase_seconds + 1.0
+    epoch = (time.time() // period + 1) * period  # both processes align on the wall clock
+    for k in range(pairs):
+        start = epoch + k * period
+        options: dict[str, Any] = {"heartbeat": 1.0} if beating else {}
+        pool = greenkeep.WorkerPool(beater if beating else idle, workers, name="hb", **options)
+        pool.start()
+        gevent.sleep(max(0.0, start + 0.5 - time.time()))  # warm-up, then the window
+        beats[0] = 0
+        tick_time[0] = 0.0
+        c0, t0 = time.process_time(), time.perf_counter()
+        gevent.sleep(phase_seconds)
+        c1, t1 = time.process_time(), time.perf_counter()
+        wall = t1 - t0
+        cpu.append((c1 - c0) / wall)
+        if beating:
+            missed += sum(w.restarts for w in pool.which_children())
+            beat = [1].clear  # one beat is what greenkeep.heartbeat() returns
+            beat_cost = min(timeit.repeat(beat, number=100_000, repeat=3)) / 100_000
+            accounted.append((tick_time[0] + beats[0] * beat_cost) / wall)
+        pool.stop(timeout=STOP_TIMEOUT)
+    _heartbeat.HeartbeatMonitor.tick = original_tick  # type: ignore[method-assign]
+    return {"cpu": cpu, "accounted": accounted, "missed": missed}

@@ -133,6 +133,7 @@ SCENARIOS = [
     ("isolated-naive", "isolated crash: naive"),
     ("storm-greenkeep", "storm: greenkeep"),
     ("storm-limit", "storm: limit"),
+    ("heartbeat", "heartbeat: beats + deadline checks"),
 ]
 SCALING_SIZES = (1_000, 10_000, 100_000)
 SCALING_RUNS = 3
@@ -147,6 +148,10 @@ ISOLATED_INTERVAL = 0.001
 ISOLATED_WINDOWS = 2
 #: Storms per storm row (the row reports the median).
 STORM_ROUNDS = 3
+#: The heartbeat scenario: windows of this many seconds (at most 3/4 of --seconds), this many
+#: (1 with --seconds below 1).
+HEARTBEAT_PHASE_S = 1.5
+HEARTBEAT_PAIRS = 8
 
 
 # ---------------------------------------------------------------------- child side
@@ -177,6 +182,11 @@ def run_row(args: argparse.Namespace) -> dict[str, Any]:
         "isolated-naive": lambda: _baselines.naive_isolated(n, ISOLATED_INTERVAL, secs),
         "storm-greenkeep": lambda: _greenkeep_rows.storm(n, STORM_ROUNDS, 60.0),
         "storm-limit": lambda: _baselines.limit_storm(n, STORM_ROUNDS, 60.0),
+        "heartbeat": lambda: _greenkeep_rows.heartbeat(
+            n,
+            min(HEARTBEAT_PHASE_S, secs * 0.75),
+            HEARTBEAT_PAIRS if secs >= 1 else 1,
+        ),
     }
     result = rows[name]()
     result.setdefault("status", "ok")
@@ -225,6 +235,8 @@ def _progress_summary(r: dict[str, Any]) -> str:
         return f"{r['bytes_per_worker'] / 1024:.1f} KiB/worker"
     if "max_stall_ms" in r:
         return f"stall {r['max_stall_ms']:.1f} ms"
+    if "overhead" in r:
+        return f"{r['overhead'] * 100:.2f}% of a core"
     return f"{r['rate']:,.0f} restarts/s"
 
 
@@ -524,6 +536,22 @@ class Report:
                 f"  {label:<12}{back};  longest ticker interval {r['max_stall_ms']:.1f} ms"
                 f" (idle: {_fmt(r['idle_max_tick_gap_ms'], '.1f', 0)} ms)"
             )
+        hb = s.get("heartbeat")
+        lines += [
+            "",
+            f"Heartbeats ({n:,} otherwise idle workers waking every 100 ms; deadline 1 s; two "
+            "processes, the same windows)",
+        ]
+        if _ok(hb):
+            lines.append(
+                f"  process CPU without heartbeats {hb['cpu_off'] * 100:.1f}%, with "
+                f"{hb['cpu_on'] * 100:.1f}%: beats + deadline checks cost "
+                f"{hb['overhead'] * 100:.2f}% of a core "
+                f"(pairs: {', '.join(f'{x * 100:.2f}%' for x in hb['overhead_pairs'])}); "
+                f"accounted directly: {hb['accounted'] * 100:.2f}%; restarts: {hb['missed']}"
+            )
+        else:
+            lines.append(f"  {hb.get('status', 'error') if hb else 'not run'}")
         return lines
 
     def scaling_lines(self) -> list[str]:
@@ -665,6 +693,15 @@ class Report:
             2.0,
             "{value:.2f}x limit",
             why("storm-greenkeep", "storm-limit"),
+            at_most=True,
+        )
+        hb = self.scenarios.get("heartbeat")
+        add(
+            "heartbeats: beats + deadline checks <= 2% of one core",
+            hb["overhead"] * 100 if _ok(hb) else None,
+            2.0,
+            "{value:.2f}% of a core",
+            why("heartbeat"),
             at_most=True,
         )
         return out

@@ -82,7 +82,8 @@ class Record(Runnable):
         "delay_seq",
         "greenlet",
         "hb_missed",
-        "heartbeat_board",
+        "hb_flag",
+        "hb_late",
         "id",
         "incarnation",
         "ready_inc",
@@ -130,7 +131,8 @@ class Record(Runnable):
         self.abandoned_greenlet: WorkerGreenlet | None = None
         self.sub_report: StopReport | None = None
         self.hb_missed = 0  # the incarnation killed for missing its heartbeat
-        self.heartbeat_board: set[Any] | None = None
+        self.hb_flag: list[int] | None = None  # see greenkeep._heartbeat
+        self.hb_late = 0
         self.backoff_attempt = 0
         self.delay_seq = 0
 

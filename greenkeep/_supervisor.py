@@ -510,7 +510,7 @@ class Supervisor(Manager):
     ) -> _Child:
         child = _Child(spec, self, self._mailbox.put_nowait, context)
         if spec.heartbeat is not None:
-            child.heartbeat_board = self._monitor_for(spec.heartbeat).board
+            self._monitor_for(spec.heartbeat).attach(child)
         self._children[spec.id] = child
         try:
             self._start_synchronously(child)

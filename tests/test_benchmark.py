@@ -1,0 +1,68 @@
+"""The benchmark's quick run produces the documented output (shape only, never timings)."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.mark.slow
+def test_quick_run_output_shape(tmp_path: Path) -> None:
+    """`restart_rate.py --quick --json` prints the table, the scenario sections and one
+    PASS/FAIL/N/A line per target, and writes JSON with the versions and every row."""
+    out = tmp_path / "bench.json"
+    result = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "benchmarks" / "restart_rate.py"),
+            "--quick",
+            "--json",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=ROOT,
+    )
+
+    assert 0 == result.returncode, result.stderr[-3000:]
+    text = result.stdout
+    assert re.search(r"^row\s+restarts/s\s+x naive\s+x asyncio\s+x limit", text, re.MULTILINE)
+    for row in (
+        "greenkeep fresh, filtered",
+        "greenkeep reuse, filtered",
+        "greenkeep fresh, JSON",
+        "greenkeep fresh, JSON, no summaries",
+        "naive (gevent.spawn + link_exception)",
+        "asyncio (create_task + done-callback)",
+        "limit (re-run in place)",
+        "fresh limit (new raw greenlet)",
+    ):
+        assert re.search(rf"^{re.escape(row)}\s+[\d,]+\s", text, re.MULTILINE), row
+    for section in ("Memory per idle worker", "Isolated crash", "Storm", "Heartbeats"):
+        assert section in text
+    verdicts = re.findall(r"^(PASS|FAIL|N/A)\s{2}", text, re.MULTILINE)
+    assert len(verdicts) == 10
+    assert re.search(r"^targets: PASS \d+, FAIL \d+, N/A \d+$", text, re.MULTILINE)
+    assert "[16/16]" in result.stderr  # progress on stderr
+    data = json.loads(out.read_text())
+    assert {"python", "gevent", "greenlet", "structlog", "greenkeep"} <= set(data["versions"])
+    assert {
+        "greenkeep-fresh",
+        "greenkeep-reuse",
+        "naive",
+        "asyncio",
+        "limit",
+        "fresh-limit",
+    } <= set(data["rows"])
+    assert {"heartbeat", "storm-greenkeep", "isolated-greenkeep", "memory-greenkeep"} <= set(
+        data["scenarios"]
+    )
+    assert len(data["checks"]) == 10
