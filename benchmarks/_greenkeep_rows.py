@@ -175,7 +175,8 @@ def heartbeat(workers: int, phase_seconds: float, pairs: int) -> dict[str, Any]:
 
     This machine's speed drifts by more than the effect being measured, so the two variants
     run at the same time, in two processes (one per core), over the same *phase_seconds*
-    windows, each measuring its own CPU time; *pairs* windows, each with fresh pools. Reports
+    windows, each measuring its own CPU time, swapping variants from window to window;
+    *pairs* windows, each with fresh pools. Reports
     the median CPU fraction of each variant, the median of the windows' differences (the cost
     of beats plus deadline checking, as a fraction of one core), and a direct account of the
     same cost in the heartbeat process: time spent in the supervisor's deadline ticks plus
@@ -187,38 +188,43 @@ def heartbeat(workers: int, phase_seconds: float, pairs: int) -> dict[str, Any]:
 
     read_fd, write_fd = os.pipe()
     pid = os.fork()
-    if pid == 0:  # the child: the same workers without heartbeats
+    if pid == 0:  # the child process
         os.close(read_fd)
         try:
-            off = _heartbeat_phases(workers, phase_seconds, pairs, beating=False)
-            os.write(write_fd, json.dumps(off).encode())
+            mine = _heartbeat_phases(workers, phase_seconds, pairs, parent=False)
+            os.write(write_fd, json.dumps(mine).encode())
         finally:
             os._exit(0)
     os.close(write_fd)
-    on = _heartbeat_phases(workers, phase_seconds, pairs, beating=True)
+    mine = _heartbeat_phases(workers, phase_seconds, pairs, parent=True)
     raw = b""
     while chunk := os.read(read_fd, 65536):
         raw += chunk
     os.close(read_fd)
     os.waitpid(pid, 0)
-    off = json.loads(raw)
-    diffs = [b - a for a, b in zip(off["cpu"], on["cpu"], strict=True)]
+    theirs = json.loads(raw)
+    # The two processes swap variants from one window to the next (the parent beats in the
+    # even windows), so a difference between the processes themselves cancels out.
+    on = [(mine if k % 2 == 0 else theirs)["cpu"][k] for k in range(pairs)]
+    off = [(theirs if k % 2 == 0 else mine)["cpu"][k] for k in range(pairs)]
+    diffs = [b - a for a, b in zip(off, on, strict=True)]
     return {
-        "cpu_off": statistics.median(off["cpu"]),
-        "cpu_on": statistics.median(on["cpu"]),
+        "cpu_off": statistics.median(off),
+        "cpu_on": statistics.median(on),
         "overhead": statistics.median(diffs),
         "overhead_pairs": diffs,
-        "accounted": statistics.median(on["accounted"]),
-        "missed": on["missed"],
+        "accounted": statistics.median(mine["accounted"] + theirs["accounted"]),
+        "missed": mine["missed"] + theirs["missed"],
         "pairs": pairs,
         "phase_s": phase_seconds,
     }
 
 
 def _heartbeat_phases(
-    workers: int, phase_seconds: float, pairs: int, beating: bool
+    workers: int, phase_seconds: float, pairs: int, parent: bool
 ) -> dict[str, Any]:
-    """One side of `heartbeat`: *pairs* windows aligned on the wall clock."""
+    """One side of `heartbeat`: *pairs* windows aligned on the wall clock; the parent runs
+    the heartbeat variant in even windows, the child in odd ones."""
     import time
     import timeit
 
@@ -263,6 +269,7 @@ def _heartbeat_phases(
     period = phase_seconds + 1.0
     epoch = (time.time() // period + 1) * period  # both processes align on the wall clock
     for k in range(pairs):
+        beating = (k % 2 == 0) == parent
         start = epoch + k * period
         options: dict[str, Any] = {"heartbeat": 1.0} if beating else {}
         pool = greenkeep.WorkerPool(beater if beating else idle, workers, name="hb", **options)
@@ -283,3 +290,41 @@ def _heartbeat_phases(
         pool.stop(timeout=STOP_TIMEOUT)
     _heartbeat.HeartbeatMonitor.tick = original_tick  # type: ignore[method-assign]
     return {"cpu": cpu, "accounted": accounted, "missed": missed}
+
+
+def snapshot(workers: int) -> dict[str, Any]:
+    """The cost of one `snapshot()` of a pool of *workers* idle workers (the median of
+    5), in seconds of hub time, and of rendering it as JSON."""
+    import json
+    import statistics
+    import time
+
+    import gevent
+    import gevent.event
+
+    import greenkeep
+
+    configure_filtered()
+    idle = gevent.event.Event()
+
+    def wait(worker_id: int) -> None:
+        idle.wait()
+
+    pool = greenkeep.WorkerPool(wait, workers, name="snap")
+    root = greenkeep.Supervisor([greenkeep.ChildSpec("pool", pool)], name="root")
+    root.start()
+    gevent.sleep(0)
+    took, rendered = [], []
+    for _ in range(5):
+        t = time.perf_counter()
+        snap = root.snapshot()
+        took.append(time.perf_counter() - t)
+        t = time.perf_counter()
+        json.dumps(snap)
+        rendered.append(time.perf_counter() - t)
+    root.stop(timeout=STOP_TIMEOUT)
+    return {
+        "snapshot_s": statistics.median(took),
+        "json_s": statistics.median(rendered),
+        "children": len(snap["children"][0]["supervisor"]["children"]),
+    }

@@ -133,6 +133,7 @@ SCENARIOS = [
     ("isolated-naive", "isolated crash: naive"),
     ("storm-greenkeep", "storm: greenkeep"),
     ("storm-limit", "storm: limit"),
+    ("snapshot", "snapshot of the whole tree"),
     ("heartbeat", "heartbeat: beats + deadline checks"),
 ]
 SCALING_SIZES = (1_000, 10_000, 100_000)
@@ -182,6 +183,7 @@ def run_row(args: argparse.Namespace) -> dict[str, Any]:
         "isolated-naive": lambda: _baselines.naive_isolated(n, ISOLATED_INTERVAL, secs),
         "storm-greenkeep": lambda: _greenkeep_rows.storm(n, STORM_ROUNDS, 60.0),
         "storm-limit": lambda: _baselines.limit_storm(n, STORM_ROUNDS, 60.0),
+        "snapshot": lambda: _greenkeep_rows.snapshot(n),
         "heartbeat": lambda: _greenkeep_rows.heartbeat(
             n,
             min(HEARTBEAT_PHASE_S, secs * 0.75),
@@ -237,6 +239,8 @@ def _progress_summary(r: dict[str, Any]) -> str:
         return f"stall {r['max_stall_ms']:.1f} ms"
     if "overhead" in r:
         return f"{r['overhead'] * 100:.2f}% of a core"
+    if "snapshot_s" in r:
+        return f"{r['snapshot_s'] * 1000:.1f} ms"
     return f"{r['rate']:,.0f} restarts/s"
 
 
@@ -536,6 +540,16 @@ class Report:
                 f"  {label:<12}{back};  longest ticker interval {r['max_stall_ms']:.1f} ms"
                 f" (idle: {_fmt(r['idle_max_tick_gap_ms'], '.1f', 0)} ms)"
             )
+        snap = s.get("snapshot")
+        lines += ["", f"Snapshot (a supervisor over a pool of {n:,} idle workers)"]
+        if _ok(snap):
+            lines.append(
+                f"  snapshot() {snap['snapshot_s'] * 1000:.1f} ms of hub time "
+                f"({snap['snapshot_s'] * 100:.2f}% of a second); json.dumps of it "
+                f"{snap['json_s'] * 1000:.1f} ms"
+            )
+        else:
+            lines.append(f"  {snap.get('status', 'error') if snap else 'not run'}")
         hb = s.get("heartbeat")
         lines += [
             "",
@@ -693,6 +707,15 @@ class Report:
             2.0,
             "{value:.2f}x limit",
             why("storm-greenkeep", "storm-limit"),
+            at_most=True,
+        )
+        snap = self.scenarios.get("snapshot")
+        add(
+            "snapshot of a pool of N workers < 5% of a second of hub time",
+            snap["snapshot_s"] * 100 if _ok(snap) else None,
+            5.0,
+            "{value:.2f}% of a second",
+            why("snapshot"),
             at_most=True,
         )
         hb = self.scenarios.get("heartbeat")

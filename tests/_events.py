@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Mapping
 from typing import Any
 
+import gevent
 import gevent.queue
 
 #: Seconds a test waits for something that should happen promptly. A safety bound, never a
@@ -47,3 +49,19 @@ class Events:
             for e in self.all
             if e["event"] == name and all(e.get(k) == v for k, v in match.items())
         ]
+
+
+def wait_until(predicate: Callable[[], bool], timeout: float = DEADLINE) -> None:
+    """Yield to other greenlets until *predicate* holds; fail after *timeout* seconds (a
+    safety bound: the test waits for the condition, not for the time)."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met within {timeout} s")
+        gevent.sleep(0.001)
+
+
+def hub_turns(n: int = 3) -> None:
+    """Let the hub run *n* full loop iterations (no real time involved)."""
+    for _ in range(n):
+        gevent.sleep(0)

@@ -46,12 +46,12 @@ def test_quick_run_output_shape(tmp_path: Path) -> None:
         "fresh limit (new raw greenlet)",
     ):
         assert re.search(rf"^{re.escape(row)}\s+[\d,]+\s", text, re.MULTILINE), row
-    for section in ("Memory per idle worker", "Isolated crash", "Storm", "Heartbeats"):
+    for section in ("Memory per idle worker", "Isolated crash", "Storm", "Snapshot", "Heartbeats"):
         assert section in text
     verdicts = re.findall(r"^(PASS|FAIL|N/A)\s{2}", text, re.MULTILINE)
-    assert len(verdicts) == 10
+    assert len(verdicts) == 11
     assert re.search(r"^targets: PASS \d+, FAIL \d+, N/A \d+$", text, re.MULTILINE)
-    assert "[16/16]" in result.stderr  # progress on stderr
+    assert "[17/17]" in result.stderr  # progress on stderr
     data = json.loads(out.read_text())
     assert {"python", "gevent", "greenlet", "structlog", "greenkeep"} <= set(data["versions"])
     assert {
@@ -62,7 +62,7 @@ def test_quick_run_output_shape(tmp_path: Path) -> None:
         "limit",
         "fresh-limit",
     } <= set(data["rows"])
-    assert {"heartbeat", "storm-greenkeep", "isolated-greenkeep", "memory-greenkeep"} <= set(
+    assert {"heartbeat", "snapshot", "storm-greenkeep", "isolated-greenkeep"} <= set(
         data["scenarios"]
     )
-    assert len(data["checks"]) == 10
+    assert len(data["checks"]) == 11

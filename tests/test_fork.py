@@ -11,7 +11,7 @@ import pytest
 
 from greenkeep import ChildSpec, Supervisor, WorkerPool
 
-from _events import DEADLINE, Events
+from _events import DEADLINE, Events, hub_turns
 
 
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
@@ -40,7 +40,7 @@ def test_forked_child_disowns_inherited_supervisors(kind: str) -> None:
         status = 1
         try:
             tick.set()  # would make inherited workers run, if they still could
-            gevent.sleep(0.05)
+            hub_turns()
             forked = events.of("supervisor_forked")
             ok = (
                 sup.state == "stopped"

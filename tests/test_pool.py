@@ -19,7 +19,7 @@ from greenkeep import ChildSpec, Supervisor, WorkerPool
 from greenkeep._manager import BATCH
 from greenkeep.testing import ManualClock
 
-from _events import DEADLINE, Events
+from _events import DEADLINE, Events, wait_until
 
 MODES = ["fresh", "reuse"]
 
@@ -258,8 +258,7 @@ class TestStormLogs:
             pool = WorkerPool(target, 10_000)
             pool.start()
             go.set()
-            while sum(w.restarts for w in pool.which_children()) < 10_000:
-                gevent.sleep(0.01)
+            wait_until(lambda: sum(w.restarts for w in pool.which_children()) >= 10_000, 30)
             pool.stop()
 
         crashes = [e for e in logs if e["event"] == "child_exited" and e["reason"] == "abnormal"]
@@ -289,8 +288,7 @@ class TestStormLogs:
             pool = WorkerPool(target, 100, log_summary_interval=None)
             pool.start()
             go.set()
-            while sum(w.restarts for w in pool.which_children()) < 100:
-                gevent.sleep(0.001)
+            wait_until(lambda: sum(w.restarts for w in pool.which_children()) >= 100)
             pool.stop()
 
         crashes = [e for e in logs if e["event"] == "child_exited" and e["reason"] == "abnormal"]
@@ -317,8 +315,8 @@ class TestFairness:
         pool = WorkerPool(target, 10_000, mode=mode, max_restarts=greenkeep.UNLIMITED)
         pool.start()
         tick = gevent.spawn(ticker)
-        while sum(w.restarts for w in pool.which_children()) < 20_000:
-            gevent.sleep(0.01)  # let the crash loop build a backlog
+        # Let the crash loop build a backlog.
+        wait_until(lambda: sum(w.restarts for w in pool.which_children()) >= 20_000, 30)
         backlog = pool._mailbox.qsize()
         before = sum(w.restarts for w in pool.which_children())
         pool.resize(10_001)

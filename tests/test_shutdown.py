@@ -19,7 +19,7 @@ from greenlet import getcurrent
 import greenkeep
 from greenkeep import ChildSpec, Supervisor
 
-from _events import DEADLINE, Events
+from _events import DEADLINE, Events, hub_turns, wait_until
 
 SLACK = 0.5  # seconds of scheduling noise tolerated on top of a bound
 
@@ -317,10 +317,10 @@ def test_no_worker_runs_after_stop() -> None:
         [ChildSpec(i, greenlets.wrap(flappy)) for i in range(5)], max_restarts=greenkeep.UNLIMITED
     )
     sup.start()
-    gevent.sleep(0.05)  # let it flap: a workload, not a wait for an outcome
+    wait_until(lambda: len(greenlets.seen) >= 50)  # it has flapped for a while
     sup.stop()
     count = len(greenlets.seen)
-    gevent.sleep(0.02)
+    hub_turns()  # anything scheduled before stop() returned would run now
 
     assert [] == greenlets.alive()
     assert count == len(greenlets.seen)
