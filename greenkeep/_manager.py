@@ -81,9 +81,9 @@ class Record(Runnable):
         "backoff_attempt",
         "delay_seq",
         "greenlet",
-        "hb_missed",
         "hb_flag",
         "hb_late",
+        "hb_missed",
         "id",
         "incarnation",
         "ready_inc",
@@ -116,6 +116,7 @@ class Record(Runnable):
         self.post = post
         self.pulse = supervisor._pulse
         self.reusable = False
+        self.damped = None
         self.ran = 0
         self.incarnation = 0
         self.greenlet: WorkerGreenlet | None = None

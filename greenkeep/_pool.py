@@ -36,7 +36,7 @@ from greenkeep._manager import Manager, Record, check_timeout, child_state
 from greenkeep._render import error_text
 from greenkeep._reports import ChildCounts, ChildInfo
 from greenkeep._spec import ChildSpec, Restart, Shutdown
-from greenkeep._storm import crash_kind
+from greenkeep._storm import crash_kind, describe
 from greenkeep._worker import create, kill, resume, start, start_now
 
 __all__ = ["RestartMode", "WorkerHandle", "WorkerPool"]
@@ -63,6 +63,24 @@ class RestartMode(str, enum.Enum):
     #: times cheaper, with documented differences (greenlet identity and ``gevent.local``
     #: state persist).
     REUSE = "reuse"
+
+
+class CrashElided(Exception):
+    """
+    Stands in for a crash a worker posted as its kind alone (its kind was being summarized,
+    so its exception was freed at once), where an exception is still needed.
+    """
+
+    def __init__(self, kind: Any) -> None:
+        self.kind = kind
+        name = describe(kind)[0]
+        super().__init__(f"{name} (details elided: this kind of crash was being summarized)")
+
+
+def _error_of(exc: Any) -> str:
+    if type(exc) is tuple:
+        return f"{describe(exc)[0]} (details elided)"
+    return error_text(exc)
 
 
 class _Worker(Record):
@@ -360,6 +378,9 @@ class WorkerPool(Manager):
         spec = self._spec
         monitor = self._monitor
         starts = self._starts
+        # Crashes of a kind being summarized may be posted as their kind alone, unless
+        # subscribers want every exception.
+        damped = self._storm_of if self._fast and not self._emit.has_subscribers else None
         first = len(self._workers)
         for worker_id in range(first, first + count):
             record = _Worker(
@@ -373,6 +394,7 @@ class WorkerPool(Manager):
             )
             self._workers.append(record)
             record.reusable = self._reuse
+            record.damped = damped
             record.incarnation = record.live = 1
             record.status = "running"
             record.started_at = self._clock()
@@ -414,9 +436,11 @@ class WorkerPool(Manager):
         new.total = old.total
         self._intensity = new
 
-    def _on_exit(self, worker: _Worker, incarnation: int, exc: BaseException | None) -> None:
+    def _on_exit(self, worker: _Worker, incarnation: int, exc: Any) -> None:
         """
-        Handle one posted exit: the hot path, O(1).
+        Handle one posted exit: the hot path, O(1). *exc* is what the incarnation raised,
+        ``None`` if it returned, or a crash kind (a tuple) when the worker posted a crash of a
+        kind being summarized without its exception.
 
         The common case of a crash storm, an ``Exception`` that restarts a worker at once
         while its kind is already being summarized in the log, takes the straight path
@@ -431,47 +455,58 @@ class WorkerPool(Manager):
             and worker.waiters is None
             and worker.status == "running"
             and self._end_reason is None
-            and isinstance(exc, Exception)
         ):
-            now = self._clock()
-            tb = exc.__traceback__
-            if tb is not None:
-                while tb.tb_next is not None:
-                    tb = tb.tb_next
-                storm = self._storm_of.get((type(exc), id(tb.tb_frame.f_code), tb.tb_lasti))
-                if storm is not None and (not self._limited or not self._intensity.record(now)):
-                    worker.last_reason = "abnormal"
-                    storm.count += 1  # (counts are summed into the total at each summary)
-                    if storm.sample is None:
-                        storm.sample = (worker.id, incarnation, error_text(exc))
-                    if self._emit.has_subscribers:
-                        self._deliver_damped(worker, incarnation, _ABNORMAL, exc)
-                    incarnation += 1
-                    worker.incarnation = worker.live = incarnation
-                    worker.restarts += 1
-                    worker.started_at = now
-                    worker.stop_event = None
-                    if self._reuse:
-                        self._resumes.append(worker.greenlet)
-                    else:
-                        if worker.greenlet is not None:
-                            self._retirees.append(worker.greenlet)
-                        worker.greenlet = greenlet = create(worker, incarnation, self._hub)
-                        self._starts.append(greenlet)
-                    if self._emit.has_subscribers:
-                        self._deliver_restarted(worker, incarnation)
+            storm = None
+            if type(exc) is tuple:  # a crash the worker posted as its kind alone
+                storm = self._storm_of.get(exc)
+            elif isinstance(exc, Exception):
+                tb = exc.__traceback__
+                if tb is not None:
+                    while tb.tb_next is not None:
+                        tb = tb.tb_next
+                    storm = self._storm_of.get((type(exc), id(tb.tb_frame.f_code), tb.tb_lasti))
+                    tb = None
+            if storm is not None:
+                now = self._clock()
+                if self._limited and self._intensity.record(now):
+                    self._give_up_now(worker, incarnation, exc, now, storm)  # budget ran out
                     return
-                if storm is not None:  # the budget just ran out: the general path gives up
-                    self._give_up_now(worker, incarnation, exc, now)
-                    return
+                worker.last_reason = "abnormal"
+                storm.count += 1  # (counts are summed into the total at each summary)
+                if storm.sample is None:
+                    storm.sample = (worker.id, incarnation, _error_of(exc))
+                if self._emit.has_subscribers:
+                    self._deliver_damped(worker, incarnation, _ABNORMAL, exc)
+                incarnation += 1
+                worker.incarnation = worker.live = incarnation
+                worker.restarts += 1
+                worker.started_at = now
+                worker.stop_event = None
+                if self._reuse:
+                    self._resumes.append(worker.greenlet)
+                else:
+                    if worker.greenlet is not None:
+                        self._retirees.append(worker.greenlet)
+                    worker.greenlet = greenlet = create(worker, incarnation, self._hub)
+                    self._starts.append(greenlet)
+                if self._emit.has_subscribers:
+                    self._deliver_restarted(worker, incarnation)
+                return
+        if type(exc) is tuple:  # its kind stopped being summarized meanwhile (rare)
+            exc = CrashElided(exc)
         self._on_exit_general(worker, incarnation, exc)
 
     def _give_up_now(
-        self, worker: _Worker, incarnation: int, exc: BaseException, now: float
+        self, worker: _Worker, incarnation: int, exc: Any, now: float, storm: Any
     ) -> None:
         worker.live = 0
         worker.last_reason = "abnormal"
-        record = ExitRecord.of(worker.id, incarnation, _ABNORMAL, exc, now, True)
+        if type(exc) is tuple:  # posted as its kind alone: a sample of the kind stands in
+            error = storm.sample[2] if storm.sample else describe(exc, storm.code)[0]
+            record = ExitRecord(worker.id, incarnation, "abnormal", error, None, now)
+            exc = CrashElided(exc)
+        else:
+            record = ExitRecord.of(worker.id, incarnation, _ABNORMAL, exc, now, True)
         self._not_restarted(worker, incarnation, _ABNORMAL, exc, "give_up")
         self._give_up(worker, record)
 

@@ -77,7 +77,17 @@ class Runnable:
     ``stop_event``.
     """
 
-    __slots__ = ("args", "context", "kwargs", "post", "pulse", "ran", "reusable", "target")
+    __slots__ = (
+        "args",
+        "context",
+        "damped",
+        "kwargs",
+        "post",
+        "pulse",
+        "ran",
+        "reusable",
+        "target",
+    )
 
     target: Callable[..., object]
     args: tuple[object, ...]
@@ -89,6 +99,9 @@ class Runnable:
     pulse: list[int]
     #: Whether the greenlet runs further incarnations (reuse mode) after parking.
     reusable: bool
+    #: The manager's crash storms by kind, when a crash of a kind being summarized may be
+    #: posted as its kind alone (see `greenkeep._storm`); else ``None``.
+    damped: dict[Any, Any] | None
 
 
 class WorkerGreenlet(_RawGreenlet):
@@ -111,6 +124,9 @@ class WorkerGreenlet(_RawGreenlet):
         state = "dead" if self.dead else ("running" if self else "new")
         return f"<WorkerGreenlet child={ident!r} incarnation={self.incarnation} {state}>"
 
+
+#: Posted for an incarnation that died of ``GreenletExit`` (a kill carries nothing else).
+_KILLED: Final = GreenletExit()
 
 #: Switched into a parked worker: run your record's (new) incarnation.
 _GO: Final = object()
@@ -162,6 +178,26 @@ def _run_worker(child: Runnable, incarnation: int) -> None:
             else:
                 me.gr_context = context.copy()
             target(*args, **kwargs)
+        except Exception as exc:
+            damped = child.damped
+            tb = exc.__traceback__
+            if damped is not None and tb is not None:
+                while tb.tb_next is not None:
+                    tb = tb.tb_next
+                kind = (type(exc), id(tb.tb_frame.f_code), tb.tb_lasti)
+                storm = damped.get(kind)
+                if storm is not None and storm.sample is not None:
+                    # Its kind is being summarized and needs no sample: only the kind is
+                    # posted, and the exception, its traceback and frames are freed now
+                    # instead of waiting in the manager's backlog.
+                    post((child, incarnation, kind))
+                else:
+                    post((child, incarnation, exc))
+            else:
+                post((child, incarnation, exc))
+            tb = None
+        except GreenletExit:  # a kill: nothing in it the manager needs
+            post((child, incarnation, _KILLED))
         except KeyboardInterrupt as exc:
             post((child, incarnation, exc))
             _interrupt_main(exc)
