@@ -723,7 +723,7 @@ class WorkerPool(Manager):
                 worker.status = "terminated"
                 self._park_or_drop(worker)
         self._end_batch()
-        running = [w for w in reversed(self._workers) if w.live]
+        running = [w for w in self._workers if w.live]  # all together (oldest first)
         for worker in running:
             worker.status = "stopping"
         self._stop_records(running, lambda r: self._spec.shutdown, self._stop_deadline)
