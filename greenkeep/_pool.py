@@ -37,7 +37,7 @@ from greenkeep._render import error_text
 from greenkeep._reports import ChildCounts, ChildInfo
 from greenkeep._spec import ChildSpec, Restart, Shutdown
 from greenkeep._storm import crash_kind, describe
-from greenkeep._worker import create, kill, resume, start, start_now
+from greenkeep._worker import create, kill, resume, spare, start, start_now, start_spare
 
 __all__ = ["RestartMode", "WorkerHandle", "WorkerPool"]
 
@@ -242,6 +242,7 @@ class WorkerPool(Manager):
         self._heartbeat = spec.heartbeat
         self._backoff = spec.backoff
         self._workers: list[_Worker] = []
+        self._spare: Any = None  # fresh mode: a greenlet started ahead, for an isolated restart
         self._resumes: list[Any] = []  # parked greenlets to run their next incarnation
         self._starts: list[Any] = []  # new greenlets to start
         self._monitor: HeartbeatMonitor | None = None
@@ -370,6 +371,8 @@ class WorkerPool(Manager):
 
     def _start_children(self) -> None:
         self._hub = gevent.get_hub()
+        if not self._reuse:
+            self._spare = spare(self._hub)
         self._add_workers(self._size)
         self._end_batch()
 
@@ -702,7 +705,15 @@ class WorkerPool(Manager):
             and self._end_reason is None
             and _getcurrent() is self._manager
         ):
-            start_now((starts or resumes)[0])  # an isolated restart: no loop turn to wait
+            # An isolated restart: no loop turn to wait, and (fresh mode) a spare greenlet
+            # that has already run, so no new greenlet's first run on the way either.
+            if starts and self._spare:  # started (waiting for work), not dead
+                greenlet, self._spare = self._spare, spare(self._hub)
+                worker = starts[0].child
+                worker.greenlet = greenlet
+                start_spare(greenlet, worker, worker.incarnation)
+            else:
+                start_now((starts or resumes)[0])
             return
         if starts:
             start(starts)
@@ -710,6 +721,9 @@ class WorkerPool(Manager):
             resume(resumes)
 
     def _stop_all(self) -> None:
+        if self._spare is not None:
+            self._retirees.append(self._spare)
+            self._spare = None
         # Restarts decided in the last batch have not run yet: cancel them.
         for greenlet in self._starts + self._resumes:
             record = greenlet.child

@@ -52,8 +52,10 @@ __all__ = [
     "resume",
     "retire",
     "spawn",
+    "spare",
     "start",
     "start_now",
+    "start_spare",
 ]
 
 #: What the manager consumes: (the child record, the incarnation, what it raised or None).
@@ -225,6 +227,47 @@ def _run_worker(child: Runnable, incarnation: int) -> None:
             # Any other switch is stale (e.g. a timer the dead incarnation left behind).
 
 
+def _spare_main() -> None:
+    # A spare worker greenlet: started ahead of need (its interpreter stack, an mmap, is
+    # already allocated), it waits here for its first incarnation: (child, incarnation).
+    hub: Any = _getcurrent().parent
+    try:
+        token = _RawGreenlet.switch(hub)
+    except GreenletExit:
+        return
+    if type(token) is tuple:
+        child, incarnation = token
+        _run_worker(child, incarnation)
+
+
+def _warm(greenlet: WorkerGreenlet) -> None:
+    greenlet.switch()  # runs until it waits in _spare_main
+
+
+def spare(hub: Hub) -> WorkerGreenlet:
+    """
+    A new worker greenlet that starts on the hub's next turn and waits for its first
+    incarnation (see `start_spare`): an isolated restart then does not pay for a new
+    greenlet's first run. Never blocks.
+    """
+    greenlet = WorkerGreenlet(_spare_main, hub)
+    greenlet.child = None
+    greenlet.incarnation = 0
+    hub.loop.run_callback(_warm, greenlet)
+    return greenlet
+
+
+def start_spare(greenlet: WorkerGreenlet, child: Runnable, incarnation: int) -> None:
+    """
+    From the manager greenlet: run *incarnation* of *child* at once in a waiting `spare`
+    greenlet; the caller continues on the hub's next turn (as `start_now`).
+    """
+    greenlet.child = child
+    greenlet.incarnation = incarnation
+    _hub().loop.run_callback(_getcurrent().switch)
+    greenlet.switch((child, incarnation))
+
+
 def _trampoline(greenlet: WorkerGreenlet, child: Runnable, incarnation: int) -> None:
     # Loop callback that starts a worker greenlet. Runs in the hub; only posts.
     if child.supervisor._forked:  # type: ignore[attr-defined]
@@ -270,10 +313,15 @@ def start(greenlets: list[WorkerGreenlet]) -> None:
     _hub().loop.run_callback(_start_all, greenlets)
 
 
+def _forked(greenlet: WorkerGreenlet) -> bool:
+    child = greenlet.child
+    return child is not None and bool(child.supervisor._forked)
+
+
 def _switch_all(greenlets: list[WorkerGreenlet], token: object) -> None:
     # Loop callback: switch into each parked greenlet in turn. Each runs until it blocks or
     # parks again (or ends), then control comes back here.
-    if greenlets and greenlets[0].child.supervisor._forked:
+    if greenlets and _forked(greenlets[0]):
         return  # scheduled in the parent process: never run them in a forked child
     for greenlet in greenlets:
         if greenlet:  # started and not dead: parked (a never-started one is just dropped)
