@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import gevent.event
 
-from greenkeep._worker import WAKE, current_worker
+from greenkeep._worker import current_worker
 
 __all__ = ["StopSignal", "WorkerInfo", "current", "ready", "stop_signal"]
 
@@ -54,7 +54,7 @@ def ready() -> None:
         return
     child.ready_inc = greenlet.incarnation
     if child.awaiting_ready:
-        child.post(WAKE)
+        child.supervisor._wake()
 
 
 class StopSignal:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import functools
 import heapq
 import math
 import os
@@ -145,6 +146,10 @@ def child_state(status: str, last_reason: str | None) -> str:
     if status == "stopping":
         return "running"
     return status
+
+
+def _nothing() -> None:
+    return None
 
 
 class _Request:
@@ -292,7 +297,10 @@ class Manager:
         self._stop_deadline: float | None = None
         self._unstopped: list[Unstopped] = []
         self._retirees: list[Any] = []  # parked greenlets of finished incarnations
-        self._pulse = [0]  # exits posted since the manager last took a batch (workers count)
+        # [exits posted since the manager last took a batch, "the manager is parked: wake
+        # it", how to wake it]: shared with the workers (see greenkeep._worker).
+        self._pulse: list[Any] = [0, 0, _nothing]
+        self._parked = False
         self._monitors: list[HeartbeatMonitor] = []
         self._delayed: list[tuple[float, int, Record]] = []
         self._seq = 0
@@ -376,6 +384,8 @@ class Manager:
         if callable(register):  # a manual clock: wake the manager when it moves
             register(weakref.WeakMethod(self._wake))
         started = self._started
+        self._hub = hub = gevent.get_hub()
+        self._pulse[2] = functools.partial(hub.loop.run_callback, self._resume)
         self._manager = gevent.spawn(self._main)
         self._manager.name = f"greenkeep.manager[{self._path}]"
         started.get()
@@ -437,6 +447,7 @@ class Manager:
         if self._end_reason is None:
             self._end_reason = "shutdown"
         self._mailbox.put_nowait(WAKE)
+        self._poke()
         if _getcurrent() is self._manager:
             return StopReport(self._path, self._end_reason, (), complete=False)
         worker = current_worker()
@@ -497,6 +508,7 @@ class Manager:
         request = _Request(fn)
         self._control.append(request)
         self._mailbox.put_nowait(WAKE)
+        self._poke()
         return cast(E, request.result.get())
 
     # ================================================================== the manager
@@ -580,15 +592,15 @@ class Manager:
                 continue
             wake_at = self._next_wakeup()
             if wake_at is None:
-                item = mailbox.get()
+                item = self._next_event(None)
             else:
                 now = self._clock()
                 if wake_at - now <= _TIMER_SLACK:
                     self._run_timers(now)
                     continue
-                try:  # a positive timeout: this always yields to the hub
-                    item = mailbox.get(timeout=wake_at - now)
-                except gevent.queue.Empty:
+                # A positive timeout: if nothing is queued, this always yields to the hub.
+                item = self._next_event(time.monotonic() + (wake_at - now))
+                if item is None:
                     self._run_timers(self._clock())
                     continue
             self._pulse[0] = 0
@@ -728,9 +740,10 @@ class Manager:
         self._done.set()
 
     def _wake(self) -> None:
-        """Wake the manager (e.g. when a manual clock moves)."""
+        """Wake the manager (a request, a stop, readiness, a manual clock moving)."""
         if self._state in ("starting", "running", "stopping"):
             self._mailbox.put_nowait(WAKE)
+            self._poke()
 
     def _defer(self, item: Any) -> None:
         """Keep an exit for the main loop (it arrived while waiting for another). Indexed
@@ -765,20 +778,57 @@ class Manager:
             request.result.set(value)
 
     def _next_event(self, deadline: float | None) -> Any:
-        """The next mailbox item, or ``None`` once *deadline* (monotonic) has passed."""
-        mailbox = self._mailbox
-        if deadline is None:
-            return mailbox.get()
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
-            try:
-                return mailbox.get_nowait()
-            except gevent.queue.Empty:
+        """The next mailbox item, or ``None`` once *deadline* (monotonic) has passed (at or
+        past it: only what is already queued). Waits by parking the manager (`_park`)."""
+        queue = self._mailbox.queue
+        while not queue:
+            if deadline is None:
+                self._park(None)
+                continue
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
                 return None
+            self._park(remaining)
+        return queue.popleft()
+
+    def _park(self, timeout: float | None) -> None:
+        """
+        Wait, in the manager, until something is posted (or *timeout* seconds pass).
+
+        The manager does not wait in ``mailbox.get()``: waking a queue's getter costs gevent
+        a callback and a waiter of its own. It parks in the hub instead, and whoever posts
+        while it is parked (`_poke`, or a worker's inline check of ``pulse``) schedules
+        `_resume`: one loop callback, and the queue's puts stay cheap.
+        """
+        if self._mailbox.queue:
+            return
+        timer = None
+        if timeout is not None:
+            timer = self._hub.loop.timer(max(timeout, 0.0))
+            timer.start(self._resume)
+        self._parked = True
+        self._pulse[1] = 1
         try:
-            return mailbox.get(timeout=remaining)
-        except gevent.queue.Empty:
-            return None
+            self._hub.switch()
+        finally:
+            self._parked = False
+            self._pulse[1] = 0
+            if timer is not None:
+                timer.close()
+
+    def _resume(self) -> None:
+        # A hub callback (or timer): switch back into the manager if it is still parked.
+        if self._parked:
+            self._parked = False
+            assert self._manager is not None
+            self._manager.switch()
+
+    def _poke(self) -> None:
+        """After posting: wake the manager if it is parked (at most one wake-up queued)."""
+        pulse = self._pulse
+        if pulse[1]:
+            pulse[1] = 0
+            pulse[2]()
 
     def _finish(self, state: str) -> None:
         # Record exits that arrived while stopping (late exits of unstopped children).
@@ -786,8 +836,9 @@ class Manager:
             item = self._undefer()
             if item is not None:
                 self._on_exit(*item)
-        while self._mailbox.qsize():
-            item = self._mailbox.get_nowait()
+        queue = self._mailbox.queue
+        while queue:
+            item = queue.popleft()
             if item is not WAKE:
                 self._on_exit(*item)
         item = None

@@ -97,8 +97,9 @@ class Runnable:
     context: contextvars.Context
     post: Mailbox
     ran: int
-    #: ``pulse[0]``: exits posted since the manager last took a batch (it resets it).
-    pulse: list[int]
+    #: Shared with the manager: ``pulse[0]``, exits posted since it last took a batch (it
+    #: resets it); ``pulse[1]``, set while it is parked; ``pulse[2]()`` wakes it then.
+    pulse: list[Any]
     #: Whether the greenlet runs further incarnations (reuse mode) after parking.
     reusable: bool
     #: The manager's crash storms by kind, when a crash of a kind being summarized may be
@@ -210,8 +211,11 @@ def _run_worker(child: Runnable, incarnation: int) -> None:
         child.ran = -incarnation  # parked: its exit is posted
         pulse = child.pulse
         pulse[0] += 1
-        if not child.reusable and pulse[0] <= PARK_AFTER:
-            return  # fresh mode, manager keeping up: end now (the cheapest way)
+        if pulse[1]:  # the manager is parked: wake it (one loop callback), and park too,
+            pulse[1] = 0  # so that it runs before this greenlet's teardown
+            pulse[2]()
+        elif not child.reusable and pulse[0] <= PARK_AFTER:
+            return  # fresh mode, manager busy but keeping up: end now (the cheapest way)
         while True:  # parked (a raw switch: a worker has no gevent switch_out hook)
             try:
                 token = park(hub)
@@ -274,12 +278,21 @@ def _trampoline(greenlet: WorkerGreenlet, child: Runnable, incarnation: int) -> 
         return  # scheduled in the parent process: never run it in a forked child
     try:
         greenlet.switch(child, incarnation)
-    except BaseException as exc:
-        child.post((child, incarnation, exc))
+    except BaseException as exc:  # thrown into it before it ever ran
+        _notify(child, (child, incarnation, exc))
         return
     if child.ran != incarnation and child.ran != -incarnation and greenlet.dead:
         # Killed before it ever ran: the wrapper never saw it.
-        child.post((child, incarnation, GreenletExit()))
+        _notify(child, (child, incarnation, GreenletExit()))
+
+
+def _notify(child: Runnable, item: Any) -> None:
+    # Post *item* and wake the manager if it is parked (as _run_worker does inline).
+    child.post(item)
+    pulse = child.pulse
+    if pulse[1]:
+        pulse[1] = 0
+        pulse[2]()
 
 
 def create(child: Runnable, incarnation: int, hub: Hub | None = None) -> WorkerGreenlet:
