@@ -1,21 +1,28 @@
 """
 Heartbeats: workers prove they are alive; the supervisor kills the ones that stop proving it.
 
-A beat empties a one-item list that belongs to the worker's record (``list.clear``, a C call
-of a few tens of nanoseconds): no timer, no hash table, nothing shared is touched per beat.
-The supervisor looks once per *tick* (half the heartbeat interval): a list that was emptied
-since the last tick means a beat, and is armed again; one still full is a tick without a beat,
+A beat sets a flag on the calling worker's own greenlet (`WorkerGreenlet.beaten`): the one
+object a worker that just woke up has in cache anyway, so a beat costs a Python call and one
+store, with no timer, no hash table and nothing shared touched. The supervisor looks once per
+*tick* (half the heartbeat interval), in C-level loops over the watched greenlets: a flag set
+since the last tick means a beat, and is cleared; one still clear is a tick without a beat,
 and two of those in a row, at least one whole interval, is a missed deadline (a worker is
-killed between one and one and a half intervals after its last beat). A new incarnation counts
-as having beaten when it starts.
+killed between one and one and a half intervals after its last beat). A new incarnation
+counts as having beaten when it starts; a beat from an incarnation that has ended lands on
+that incarnation's greenlet and counts for nothing.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections import deque
+from collections.abc import Callable, Iterator
+from itertools import compress, repeat
+from operator import attrgetter, not_
 from typing import Any
 
-from greenkeep._worker import current_worker
+from greenlet import getcurrent
+
+from greenkeep._worker import WorkerGreenlet
 
 __all__ = ["HeartbeatMonitor", "beat", "heartbeat"]
 
@@ -24,85 +31,90 @@ class HeartbeatMonitor:
     """
     The deadline bookkeeping of one supervisor for children that share one interval.
 
-    Pure apart from taking the time as an argument. O(1) per beat (done by the worker) and
-    per start; O(watched) per tick, twice per interval.
+    Records need a ``greenlet`` attribute (the `WorkerGreenlet` of the running incarnation,
+    set before `started`). Pure apart from taking the time as an argument. O(1) per beat
+    (done by the worker) and per start; O(watched) per tick, twice per interval, in C-level
+    loops (`itertools`, `operator`) over a snapshot of the watched records' greenlets that
+    is rebuilt only after the watched set changed.
     """
 
-    __slots__ = ("interval", "next_tick", "watched")
+    __slots__ = ("_greenlets", "_late", "_records", "interval", "next_tick", "watched")
 
     def __init__(self, interval: float, now: float) -> None:
         self.interval = interval
         #: Records whose incarnation is running and must beat.
         self.watched: set[Any] = set()
         self.next_tick = now + interval / 2
-
-    @staticmethod
-    def attach(record: Any) -> None:
-        """Give *record* its beat flag (before its first incarnation starts)."""
-        record.hb_flag = [1]
-        record.hb_late = 0
+        #: Watched records that had not beaten at the last tick.
+        self._late: set[Any] = set()
+        #: ``watched`` as a list, and its records' greenlets in the same order; ``None``
+        #: when ``watched`` changed since they were taken.
+        self._records: list[Any] | None = None
+        self._greenlets: list[WorkerGreenlet] = []
 
     def started(self, record: Any) -> None:
         """A watched incarnation started: it counts as having just beaten."""
-        record.hb_flag.clear()
-        record.hb_late = 0
+        record.greenlet.beaten = True
+        self._late.discard(record)
         self.watched.add(record)
+        self._records = None
 
     def ended(self, record: Any) -> None:
         """The record's incarnation is not running any more."""
         self.watched.discard(record)
+        self._late.discard(record)
+        self._records = None
 
     def tick(self, now: float) -> list[Any]:
         """
         Advance to *now* (call when ``now >= next_tick``); return the watched records that
-        have not beaten for a whole interval. They are no longer watched.
+        have not beaten for a whole interval (two ticks in a row). They are no longer
+        watched.
         """
-        missed = []
-        for record in self.watched:
-            flag = record.hb_flag
-            if flag:  # still armed: no beat since the last tick
-                record.hb_late += 1
-                if record.hb_late >= 2:
-                    missed.append(record)
-            else:
-                record.hb_late = 0
-                flag.append(1)
-        for record in missed:
-            self.watched.discard(record)
+        records = self._records
+        if records is None:
+            records = self._records = list(self.watched)
+            self._greenlets = [record.greenlet for record in records]
+        greenlets = self._greenlets
+        beaten = list(map(_BEATEN, greenlets))
+        unbeaten = set(compress(records, map(not_, beaten))) if not all(beaten) else set()
+        # Clear the flags that were set (a C-level loop: setattr over the beaten ones).
+        _consume(map(setattr, compress(greenlets, beaten), repeat("beaten"), repeat(False)))
+        missed = unbeaten & self._late
+        self._late = unbeaten - missed if missed else unbeaten
+        if missed:
+            self.watched -= missed
+            self._records = None
         half = self.interval / 2
         self.next_tick += half
         if self.next_tick <= now:  # the manager was busy for longer than a tick
             self.next_tick = now + half
-        return missed
+        return list(missed)
 
 
-def _nothing() -> None:
-    return None
+_BEATEN = attrgetter("beaten")
+
+
+def _consume(iterator: Iterator[object]) -> None:
+    """Run *iterator* to its end at C speed, keeping nothing."""
+    deque(iterator, maxlen=0)
 
 
 def beat() -> None:
     """
-    Prove the calling worker is alive (its heartbeat deadline moves on). Cheap, never
-    blocks; outside a supervised worker, or for a child without a heartbeat, a no-op.
+    Prove the calling worker is alive (its heartbeat deadline moves on). Cheap (a Python
+    call and one store on the worker's own greenlet), never blocks; outside a supervised
+    worker, or for a child without a heartbeat, a no-op.
     """
-    greenlet = current_worker()
-    if greenlet is not None:
-        flag = greenlet.child.hb_flag
-        if flag is not None:
-            flag.clear()
+    greenlet = getcurrent()
+    if type(greenlet) is WorkerGreenlet:
+        greenlet.beaten = True
 
 
 def heartbeat() -> Callable[[], None]:
     """
-    The calling worker's beat as a C-level callable, for hot loops: ``beat = heartbeat()``
-    once, then ``beat()`` as often as needed (a fraction of `beat`'s cost). A no-op callable
-    outside a supervised worker or without a heartbeat.
+    The calling worker's beat as a callable, to bind once before a hot loop
+    (``beat = heartbeat()``, then ``beat()``). It is `beat` itself: already a no-op outside
+    a supervised worker or without a heartbeat.
     """
-    greenlet = current_worker()
-    if greenlet is None:
-        return _nothing
-    flag = greenlet.child.hb_flag
-    if flag is None:
-        return _nothing
-    clear: Callable[[], None] = flag.clear
-    return clear
+    return beat

@@ -82,8 +82,6 @@ class Record(Runnable):
         "backoff_attempt",
         "delay_seq",
         "greenlet",
-        "hb_flag",
-        "hb_late",
         "hb_missed",
         "id",
         "incarnation",
@@ -133,8 +131,6 @@ class Record(Runnable):
         self.abandoned_greenlet: WorkerGreenlet | None = None
         self.sub_report: StopReport | None = None
         self.hb_missed = 0  # the incarnation killed for missing its heartbeat
-        self.hb_flag: list[int] | None = None  # see greenkeep._heartbeat
-        self.hb_late = 0
         self.backoff_attempt = 0
         self.delay_seq = 0
 

@@ -404,7 +404,6 @@ class WorkerPool(Manager):
             record.greenlet = greenlet = create(record, 1, self._hub)
             starts.append(greenlet)
             if monitor is not None:
-                monitor.attach(record)
                 monitor.started(record)
 
     def _do_resize(self, size: int) -> None:

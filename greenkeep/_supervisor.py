@@ -510,7 +510,7 @@ class Supervisor(Manager):
     ) -> _Child:
         child = _Child(spec, self, self._mailbox.put_nowait, context)
         if spec.heartbeat is not None:
-            self._monitor_for(spec.heartbeat).attach(child)
+            self._monitor_for(spec.heartbeat)  # created with the first child that needs it
         self._children[spec.id] = child
         try:
             self._start_synchronously(child)

@@ -114,10 +114,15 @@ class WorkerGreenlet(_RawGreenlet):
     Attributes:
         child: The supervisor-owned record of the child it runs.
         incarnation: The incarnation it is running now.
+        beaten: Set by `greenkeep.beat` in this greenlet, cleared by the supervisor's
+            heartbeat ticks (see `greenkeep._heartbeat`).
     """
 
-    __slots__ = ("child", "incarnation")
+    # CPython lays slots out in sorted order: ``beaten`` comes first, next to the greenlet's
+    # own fields, on the cache line a switch into the greenlet has just touched.
+    __slots__ = ("beaten", "child", "incarnation")
 
+    beaten: bool
     child: Any
     incarnation: int
 
