@@ -168,86 +168,20 @@ def memory(workers: int) -> dict[str, Any]:
 
 def heartbeat(workers: int, phase_seconds: float, pairs: int) -> dict[str, Any]:
     """
-    The heartbeat scenario: *workers* otherwise idle workers wake every 100 ms (their
-    wake-ups spread over the 100 ms); with heartbeats each then calls its beat
-    (``greenkeep.heartbeat()``, deadline 1 s), without them it does nothing and the pool has
-    no heartbeat.
+    The heartbeat scenario: one pool of *workers* otherwise idle workers with a 1 s heartbeat,
+    each waking every 100 ms (the wake-ups spread over the 100 ms). Windows of
+    *phase_seconds* alternate between *beating* (each wake-up then calls the worker's beat,
+    ``greenkeep.heartbeat()``'s callable) and *not beating* (the same wake-up and the same
+    bookkeeping, no beat), in A-B-B-A order, *pairs* pairs: the same workers, the same
+    memory, the same moments of this machine's drift, with and without the beats.
 
-    This machine's speed drifts by more than the effect being measured, so the two variants
-    run at the same time, in two processes (one per core), over the same *phase_seconds*
-    windows, each measuring its own CPU time, swapping variants from window to window;
-    *pairs* windows, each with fresh pools. Reports
-    the median CPU fraction of each variant, the median of the windows' differences (the cost
-    of beats plus deadline checking, as a fraction of one core), and a direct account of the
-    same cost in the heartbeat process: time spent in the supervisor's deadline ticks plus
-    beats x the measured cost of one beat.
+    The supervisor's deadline ticks (twice per interval) are timed where they run and taken
+    out of both windows' CPU time. Reports the cost of a beat (the mean of the pairs'
+    differences in process CPU time per wake-up, and its standard error), the ticks' share of
+    a core (their time over the wall time), and the sum: beats at the rate the workers made
+    them plus the ticks, as a fraction of one core.
     """
-    import json
-    import os
     import statistics
-
-    read_fd, write_fd = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # the child process
-        os.close(read_fd)
-        try:
-            mine = _heartbeat_phases(workers, phase_seconds, pairs, parent=False)
-            os.write(write_fd, json.dumps(mine).encode())
-        finally:
-            os._exit(0)
-    os.close(write_fd)
-    mine = _heartbeat_phases(workers, phase_seconds, pairs, parent=True)
-    raw = b""
-    while chunk := os.read(read_fd, 65536):
-        raw += chunk
-    os.close(read_fd)
-    os.waitpid(pid, 0)
-    theirs = json.loads(raw)
-    # The two processes swap variants from one window to the next (the parent beats in the
-    # even windows), so a difference between the processes themselves cancels out.
-    on = [(mine if k % 2 == 0 else theirs)["cpu"][k] for k in range(pairs)]
-    off = [(theirs if k % 2 == 0 else mine)["cpu"][k] for k in range(pairs)]
-    diffs = [b - a for a, b in zip(off, on, strict=True)]
-    return {
-        "cpu_off": statistics.median(off),
-        "cpu_on": statistics.median(on),
-        "overhead": statistics.median(diffs),
-        "overhead_pairs": diffs,
-        "accounted": statistics.median(mine["accounted"] + theirs["accounted"]),
-        "missed": mine["missed"] + theirs["missed"],
-        "pairs": pairs,
-        "phase_s": phase_seconds,
-    }
-
-
-def _armed_beat_cost(workers: int) -> float:
-    """Seconds per beat as workers make them: `greenkeep.heartbeat()`'s callable (a bound
-    ``list.clear``) on *workers* distinct, armed flags, in a scattered order."""
-    import random
-    import time
-
-    flags = [[1] for _ in range(workers)]
-    beats = [flag.clear for flag in flags]
-    random.Random(0).shuffle(beats)
-    best = float("inf")
-    for _ in range(5):
-        for flag in flags:
-            flag.append(1)
-        t = time.perf_counter()
-        for beat in beats:
-            beat()
-        loop = time.perf_counter()
-        for _beat in beats:
-            pass
-        best = min(best, (loop - t) - (time.perf_counter() - loop))
-    return max(best, 0.0) / workers
-
-
-def _heartbeat_phases(
-    workers: int, phase_seconds: float, pairs: int, parent: bool
-) -> dict[str, Any]:
-    """One side of `heartbeat`: *pairs* windows aligned on the wall clock; the parent runs
-    the heartbeat variant in even windows, the child in odd ones."""
     import time
 
     import gevent
@@ -260,57 +194,73 @@ def _heartbeat_phases(
     original_tick = _heartbeat.HeartbeatMonitor.tick
 
     def timed_tick(self: Any, now: float) -> Any:
-        t = time.perf_counter()
+        t = time.process_time()
         try:
             return original_tick(self, now)
         finally:
-            tick_time[0] += time.perf_counter() - t
+            tick_time[0] += time.process_time() - t
 
-    _heartbeat.HeartbeatMonitor.tick = timed_tick  # type: ignore[method-assign]
-    beats = [0]
+    beating = [False]
+    wakeups = [0]
 
-    def beater(worker_id: int) -> None:
+    def worker(worker_id: int) -> None:
         beat = greenkeep.heartbeat()
         sleep = gevent.sleep
+        on = beating
+        count = wakeups
         sleep(worker_id % 100 / 1000)  # spread the wake-ups over the 100 ms
         while True:
             sleep(0.1)
-            beat()
-            beats[0] += 1
+            count[0] += 1
+            if on[0]:
+                beat()
 
-    def idle(worker_id: int) -> None:
-        sleep = gevent.sleep
-        sleep(worker_id % 100 / 1000)
-        while True:
-            sleep(0.1)
-            beats[0] += 1  # the same bookkeeping as `beater`, without the beat
-
-    cpu: list[float] = []
-    accounted: list[float] = []
-    missed = 0
-    period = phase_seconds + 1.0
-    epoch = (time.time() // period + 1) * period  # both processes align on the wall clock
-    for k in range(pairs):
-        beating = (k % 2 == 0) == parent
-        start = epoch + k * period
-        options: dict[str, Any] = {"heartbeat": 1.0} if beating else {}
-        pool = greenkeep.WorkerPool(beater if beating else idle, workers, name="hb", **options)
+    _heartbeat.HeartbeatMonitor.tick = timed_tick  # type: ignore[method-assign]
+    try:
+        pool = greenkeep.WorkerPool(worker, workers, name="hb", heartbeat=1.0)
         pool.start()
-        gevent.sleep(max(0.0, start + 0.5 - time.time()))  # warm-up, then the window
-        beats[0] = 0
-        tick_time[0] = 0.0
-        c0, t0 = time.process_time(), time.perf_counter()
-        gevent.sleep(phase_seconds)
-        c1, t1 = time.process_time(), time.perf_counter()
-        wall = t1 - t0
-        cpu.append((c1 - c0) / wall)
-        if beating:
-            missed += sum(w.restarts for w in pool.which_children())
-            beat_cost = _armed_beat_cost(workers)
-            accounted.append((tick_time[0] + beats[0] * beat_cost) / wall)
+        beating[0] = True
+        gevent.sleep(1.0)  # every worker has woken, beaten and been checked
+        per_wakeup: dict[bool, list[float]] = {True: [], False: []}
+        ticks_s = wall_s = beating_s = 0.0
+        beats = 0
+        for k in range(2 * pairs):
+            beating[0] = (k % 2 == 0) == (k // 2 % 2 == 0)  # A B B A A B B A ...
+            n0, tick0 = wakeups[0], tick_time[0]
+            c0, t0 = time.process_time(), time.perf_counter()
+            gevent.sleep(phase_seconds)
+            c1, t1 = time.process_time(), time.perf_counter()
+            ticked = tick_time[0] - tick0
+            per_wakeup[beating[0]].append((c1 - c0 - ticked) / max(wakeups[0] - n0, 1))
+            ticks_s += ticked
+            wall_s += t1 - t0
+            if beating[0]:
+                beats += wakeups[0] - n0
+                beating_s += t1 - t0
+        missed = sum(w.restarts for w in pool.which_children())
         pool.stop(timeout=STOP_TIMEOUT)
-    _heartbeat.HeartbeatMonitor.tick = original_tick  # type: ignore[method-assign]
-    return {"cpu": cpu, "accounted": accounted, "missed": missed}
+    finally:
+        _heartbeat.HeartbeatMonitor.tick = original_tick  # type: ignore[method-assign]
+    diffs = [b - a for a, b in zip(per_wakeup[False], per_wakeup[True], strict=True)]
+    beat_s = statistics.fmean(diffs)
+    beat_se = statistics.stdev(diffs) / len(diffs) ** 0.5
+    beats_per_s = beats / beating_s
+    tick_share = ticks_s / wall_s
+    return {
+        "wakeup_off_s": statistics.median(per_wakeup[False]),
+        "beat_s": beat_s,
+        "beat_se_s": beat_se,
+        "beat_median_s": statistics.median(diffs),
+        "beat_pairs_s": diffs,
+        "beat_share": beat_s * beats_per_s,
+        "beat_share_se": beat_se * beats_per_s,
+        "tick_share": tick_share,
+        "overhead": beat_s * beats_per_s + tick_share,
+        "beats_per_s": beats_per_s,
+        "missed": missed,
+        "pairs": pairs,
+        "phase_s": phase_seconds,
+    }
 
 
 def snapshot(workers: int) -> dict[str, Any]:

@@ -149,10 +149,10 @@ ISOLATED_INTERVAL = 0.001
 ISOLATED_WINDOWS = 2
 #: Storms per storm row (the row reports the median).
 STORM_ROUNDS = 3
-#: The heartbeat scenario: windows of this many seconds (at most 3/4 of --seconds), this many
-#: (1 with --seconds below 1).
-HEARTBEAT_PHASE_S = 1.5
-HEARTBEAT_PAIRS = 8
+#: The heartbeat scenario: windows of this many seconds, alternating with and without beats,
+#: this many pairs of them (4 with --seconds below 1).
+HEARTBEAT_PHASE_S = 0.1
+HEARTBEAT_PAIRS = 200
 
 
 # ---------------------------------------------------------------------- child side
@@ -186,8 +186,8 @@ def run_row(args: argparse.Namespace) -> dict[str, Any]:
         "snapshot": lambda: _greenkeep_rows.snapshot(n),
         "heartbeat": lambda: _greenkeep_rows.heartbeat(
             n,
-            min(HEARTBEAT_PHASE_S, secs * 0.75),
-            HEARTBEAT_PAIRS if secs >= 1 else 1,
+            HEARTBEAT_PHASE_S,
+            HEARTBEAT_PAIRS if secs >= 1 else 4,
         ),
     }
     result = rows[name]()
@@ -553,17 +553,20 @@ class Report:
         hb = s.get("heartbeat")
         lines += [
             "",
-            f"Heartbeats ({n:,} otherwise idle workers waking every 100 ms; deadline 1 s; two "
-            "processes, the same windows)",
+            f"Heartbeats ({n:,} otherwise idle workers waking every 100 ms; deadline 1 s; "
+            "windows with and without beats alternate, the same workers)",
         ]
         if _ok(hb):
-            lines.append(
-                f"  process CPU without heartbeats {hb['cpu_off'] * 100:.1f}%, with "
-                f"{hb['cpu_on'] * 100:.1f}%: beats + deadline checks cost "
-                f"{hb['overhead'] * 100:.2f}% of a core "
-                f"(pairs: {', '.join(f'{x * 100:.2f}%' for x in hb['overhead_pairs'])}); "
-                f"accounted directly: {hb['accounted'] * 100:.2f}%; restarts: {hb['missed']}"
-            )
+            lines += [
+                f"  a wake-up without a beat {hb['wakeup_off_s'] * 1e6:.2f} us of CPU; a beat "
+                f"adds {hb['beat_s'] * 1e9:.0f} ns +- {hb['beat_se_s'] * 1e9:.0f} ns (standard "
+                f"error; median {hb['beat_median_s'] * 1e9:.0f} ns; {hb['pairs']} pairs of "
+                f"{hb['phase_s'] * 1000:.0f} ms windows)",
+                f"  beats ({hb['beats_per_s']:,.0f}/s) {hb['beat_share'] * 100:.2f}% +- "
+                f"{hb['beat_share_se'] * 100:.2f}% of a core, deadline ticks "
+                f"{hb['tick_share'] * 100:.2f}%: together {hb['overhead'] * 100:.2f}% of a core; "
+                f"restarts: {hb['missed']}",
+            ]
         else:
             lines.append(f"  {hb.get('status', 'error') if hb else 'not run'}")
         return lines
