@@ -710,6 +710,8 @@ class WorkerPool(Manager):
                 greenlet, self._spare = self._spare, spare(self._hub)
                 worker = starts[0].child
                 worker.greenlet = greenlet
+                if self._monitor is not None:  # its beats land on this greenlet now
+                    self._monitor.started(worker)
                 start_spare(greenlet, worker, worker.incarnation)
             else:
                 start_now((starts or resumes)[0])

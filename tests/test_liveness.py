@@ -159,6 +159,42 @@ class TestHeartbeat:
         assert all(w.incarnation == 1 for w in pool.which_children() if w.id % 2 == 0)
         pool.stop()
 
+    @pytest.mark.parametrize("mode", ["fresh", "reuse"])
+    def test_restarted_workers_keep_beating_into_the_right_greenlet(self, mode: str) -> None:
+        """A crashed worker's next incarnation (in fresh mode: a new greenlet, or the spare
+        started ahead for an isolated restart) beats and is not killed; nor is anyone else."""
+        clock = ManualClock()
+        events = Events()
+        tick = gevent.event.Event()
+        crash = gevent.queue.Queue()
+
+        def target(worker_id: int) -> None:
+            beat = greenkeep.heartbeat()
+            while True:
+                tick.wait()
+                beat()
+                if worker_id == 0 and not crash.empty():
+                    raise ValueError(crash.get())
+                gevent.sleep(0)
+
+        pool = WorkerPool(target, 4, mode=mode, heartbeat=1.0, clock=clock, subscribers=[events])
+        pool.start()
+        for round_ in range(12):
+            if round_ in (2, 6):
+                crash.put("boom")  # an isolated crash and restart of worker 0
+            tick.set()
+            gevent.sleep(0)
+            tick.clear()
+            if round_ in (2, 6):
+                events.wait("child_restarted", child_id=0)
+            clock.advance(0.5)
+            pool.resize(4)  # a round trip through the manager: the tick has run
+
+        assert [] == events.of("heartbeat_missed")
+        assert "running" == pool.state
+        assert [3, 1, 1, 1] == [w.incarnation for w in pool.which_children()]
+        pool.stop()
+
 
 class TestBackoff:
     def crasher(self, commands: gevent.queue.Queue[str]) -> Any:
