@@ -180,6 +180,11 @@ def heartbeat(workers: int, phase_seconds: float, pairs: int) -> dict[str, Any]:
     differences in process CPU time per wake-up, and its standard error), the ticks' share of
     a core (their time over the wall time), and the sum: beats at the rate the workers made
     them plus the ticks, as a fraction of one core.
+
+    What this leaves out: after-effects that outlast their window (a cache line a beat
+    dirtied and that is written back later, the caches a tick has churned) land in both
+    kinds of window alike and cancel out of the difference. Both are small next to the
+    beats themselves (a tick reads about 1 MB, twice a second), but they are not counted.
     """
     import statistics
     import time
