@@ -126,6 +126,10 @@ class WorkerGreenlet(_RawGreenlet):
     child: Any
     incarnation: int
 
+    def beat(self) -> None:
+        """This incarnation's heartbeat, as `greenkeep.heartbeat` hands it out."""
+        self.beaten = True
+
     def __repr__(self) -> str:
         child = getattr(self, "child", None)
         ident = getattr(child, "id", "?")

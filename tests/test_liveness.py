@@ -127,6 +127,36 @@ class TestHeartbeat:
 
         assert greenkeep.current() is None
 
+    def test_a_previous_incarnations_beat_counts_for_nothing(self) -> None:
+        """`heartbeat()` is bound to the incarnation that asked: once that one has been
+        replaced, calling it does not keep the next incarnation alive."""
+        clock = ManualClock()
+        events = Events()
+        stale: list[Any] = []
+        crash = gevent.event.Event()
+
+        def target() -> None:
+            if not stale:
+                stale.append(greenkeep.heartbeat())
+                crash.wait()
+                raise ValueError("first incarnation")
+            block_forever()  # the second never beats itself
+
+        sup = Supervisor(
+            [ChildSpec("w", target, heartbeat=1.0)], clock=clock, subscribers=[events]
+        )
+        sup.start()
+        crash.set()
+        events.wait("child_restarted", child_id="w")
+        for _ in range(3):
+            stale[0]()  # the first incarnation's beat
+            clock.advance(0.5)
+            settle(sup)
+
+        missed = events.wait("heartbeat_missed", child_id="w")
+        assert 2 == missed["incarnation"]
+        sup.stop()
+
     @pytest.mark.parametrize("mode", ["fresh", "reuse"])
     def test_pool_kills_only_the_stuck_workers(self, mode: str) -> None:
         """In a pool, only the workers that stopped beating are restarted."""
