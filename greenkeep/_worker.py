@@ -266,6 +266,7 @@ def spare(hub: Hub) -> WorkerGreenlet:
     greenlet = WorkerGreenlet(_spare_main, hub)
     greenlet.child = None
     greenlet.incarnation = 0
+    greenlet.beaten = False
     hub.loop.run_callback(_warm, greenlet)
     return greenlet
 
@@ -310,6 +311,7 @@ def create(child: Runnable, incarnation: int, hub: Hub | None = None) -> WorkerG
     greenlet = WorkerGreenlet(_run_worker, hub if hub is not None else _hub())
     greenlet.child = child
     greenlet.incarnation = incarnation
+    greenlet.beaten = False  # set: a deadline tick never meets an unset slot
     return greenlet
 
 
