@@ -22,7 +22,7 @@ from typing import Any
 
 from greenlet import getcurrent
 
-from greenkeep._worker import WorkerGreenlet
+from greenkeep._worker import WorkerGreenlet, current_worker
 
 __all__ = ["HeartbeatMonitor", "beat", "heartbeat"]
 
@@ -106,6 +106,8 @@ def beat() -> None:
     call and one store on the worker's own greenlet), never blocks; outside a supervised
     worker, or for a child without a heartbeat, a no-op.
     """
+    # `current_worker`'s test, inlined: a beat is hot, and one more Python call would be a
+    # large share of its cost.
     greenlet = getcurrent()
     if type(greenlet) is WorkerGreenlet:
         greenlet.beaten = True
@@ -119,7 +121,5 @@ def heartbeat() -> Callable[[], None]:
     after that incarnation ended counts for nothing). Outside a supervised worker, `beat`
     itself (a no-op there).
     """
-    greenlet = getcurrent()
-    if type(greenlet) is WorkerGreenlet:
-        return greenlet.beat
-    return beat
+    greenlet = current_worker()
+    return beat if greenlet is None else greenlet.beat
