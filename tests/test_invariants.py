@@ -1,0 +1,108 @@
+"""
+The restart path's implicit invariants, pinned down before the runtime moves around them.
+
+Each test names one invariant the runtime relies on without saying so in its types:
+
+- deferral order: exits that arrive while the manager waits for another child's stop are
+  handled once that wait is over, in the order they were posted;
+- retire before start: in a fresh-mode storm, the parked greenlet of a finished incarnation
+  ends before the worker's next incarnation runs (its memory is given back first);
+- an exit already posted keeps its reason: see
+  ``test_shutdown.py::test_child_returning_as_terminate_child_is_called``;
+- dropping references so frames can be freed: see
+  ``test_robustness.py::test_crashed_incarnation_memory_is_freed``;
+- the fork checks: see ``test_fork.py`` and ``test_fork_isolation.py``.
+"""
+
+from __future__ import annotations
+
+import gevent
+import gevent.event
+from greenlet import getcurrent
+
+import greenkeep
+from greenkeep import ChildSpec, Supervisor, WorkerPool
+
+from _events import DEADLINE, Events, hub_turns, wait_until
+
+
+def test_exits_deferred_during_a_stop_are_handled_afterwards_in_posting_order() -> None:
+    """While terminate_child waits for a slow child, two other children crash (b, then a):
+    their exits are handled after the slow child's, b before a."""
+    events = Events()
+    asked = gevent.event.Event()
+    release = gevent.event.Event()
+    crash = {"a": gevent.event.Event(), "b": gevent.event.Event()}
+
+    def slow() -> None:
+        signal = greenkeep.stop_signal()
+        signal.wait()
+        asked.set()
+        release.wait()
+
+    def crasher(name: str) -> None:
+        info = greenkeep.current()
+        assert info is not None
+        if info.incarnation == 1:
+            crash[name].wait()
+            raise ValueError(name)
+        gevent.event.Event().wait()
+
+    sup = Supervisor(
+        [
+            ChildSpec("slow", slow, shutdown=DEADLINE),
+            ChildSpec("a", crasher, args=("a",)),
+            ChildSpec("b", crasher, args=("b",)),
+        ],
+        subscribers=[events],
+    )
+    sup.start()
+    try:
+        terminating = gevent.spawn(sup.terminate_child, "slow")
+        assert asked.wait(DEADLINE)
+        crash["b"].set()
+        hub_turns()
+        crash["a"].set()
+        hub_turns()
+        release.set()
+        terminating.get(timeout=DEADLINE)
+        events.wait("child_restarted", child_id="a")
+
+        exited = [e["child_id"] for e in events.of("child_exited")]
+
+        assert ["slow", "b", "a"] == exited
+    finally:
+        sup.stop(timeout=DEADLINE)
+
+
+def test_fresh_storm_retires_the_parked_greenlet_before_the_next_incarnation() -> None:
+    """In a storm of more crashes than a fresh pool lets end at once, every worker's second
+    incarnation starts after the greenlet of its first one has ended."""
+    size = 1_000
+    gate = gevent.event.Event()
+    first: dict[int, object] = {}
+    predecessor_dead: dict[int, bool] = {}
+
+    def worker(worker_id: int) -> None:
+        info = greenkeep.current()
+        assert info is not None
+        if info.incarnation == 1:
+            first[worker_id] = getcurrent()
+            gate.wait()
+            raise ValueError("storm")
+        previous = first[worker_id]
+        predecessor_dead[worker_id] = bool(getattr(previous, "dead", False))
+        gevent.event.Event().wait()
+
+    pool = WorkerPool(worker, size, max_restarts=greenkeep.UNLIMITED, name="storm")
+    pool.start()
+    try:
+        wait_until(lambda: len(first) == size)
+        gate.set()
+        wait_until(lambda: len(predecessor_dead) == size)
+
+        late = sorted(w for w, dead in predecessor_dead.items() if not dead)
+
+        assert [] == late
+    finally:
+        pool.stop(timeout=DEADLINE)
