@@ -30,8 +30,8 @@ from greenkeep._heartbeat import beat, heartbeat
 from greenkeep._intensity import UNLIMITED
 from greenkeep._pool import RestartMode, WorkerHandle, WorkerPool
 from greenkeep._reports import ChildCounts, ChildInfo, StopReport, Unstopped
+from greenkeep._rules import AutoShutdown, Strategy
 from greenkeep._spec import ChildSpec, Restart, Shutdown
-from greenkeep._strategy import AutoShutdown, Strategy
 from greenkeep._supervisor import Supervisor
 from greenkeep._version import __version__
 

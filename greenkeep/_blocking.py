@@ -68,18 +68,15 @@ def _report(event: EventLoopBlocked) -> None:
     if type(greenlet) is not WorkerGreenlet:
         return
     child = greenlet.child
-    supervisor = child.supervisor
-    fields = {
+    if child is None:
+        return
+    fields: dict[str, object] = {
         "child_id": child.id,
         "incarnation": greenlet.incarnation,
         "blocked_for": round(now - _current["since"], 6),
         "threshold": threshold,
         "stack": _blocked_stack([str(line) for line in event.info]),
     }
-    emit = supervisor._emit
-    with contextlib.suppress(Exception):  # a broken logger must not break the monitor thread
-        emit.logger.warning("event_loop_blocked", **fields)
-    if emit.has_subscribers and event.hub is not None:
-        event.hub.loop.run_callback_threadsafe(
-            emit.deliver, "warning", "event_loop_blocked", fields
-        )
+    report = child.channel.on_blocked
+    if report is not None:
+        report(fields, event.hub)

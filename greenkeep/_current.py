@@ -37,7 +37,7 @@ def current() -> WorkerInfo | None:
     if greenlet is None:
         return None
     child = greenlet.child
-    return WorkerInfo(child.supervisor.path, child.id, greenlet.incarnation)
+    return WorkerInfo(child.channel.path, child.id, greenlet.incarnation)
 
 
 def ready() -> None:
@@ -54,7 +54,7 @@ def ready() -> None:
         return
     child.ready_inc = greenlet.incarnation
     if child.awaiting_ready:
-        child.supervisor._wake()
+        child.channel.nudge()
 
 
 class StopSignal:

@@ -10,12 +10,10 @@ from __future__ import annotations
 import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from greenkeep._exits import ExitRecord
 from greenkeep._render import safe_repr
-
-if TYPE_CHECKING:
-    from greenkeep._exits import ExitRecord
 
 __all__ = [
     "CalledFromManagerError",

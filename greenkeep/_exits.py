@@ -1,7 +1,8 @@
 """
-How a child exited, and what its restart type says to do about it.
+How a child exited: the classification of every exit, and the rendered record of one.
 
-Pure functions, no gevent: this is DESIGN.md's two tables, cell for cell.
+Pure, no gevent. What follows an exit (the restart table and the rest) is in
+`greenkeep._rules`.
 """
 
 from __future__ import annotations
@@ -13,9 +14,8 @@ from typing import Final
 from greenlet import GreenletExit
 
 from greenkeep._render import error_text, render_traceback
-from greenkeep._spec import Restart
 
-__all__ = ["ABNORMAL_KINDS", "REASON", "Decision", "ExitKind", "ExitRecord", "classify", "decide"]
+__all__ = ["ABNORMAL_KINDS", "REASON", "ExitKind", "ExitRecord", "classify"]
 
 
 class ExitKind(str, enum.Enum):
@@ -37,11 +37,12 @@ class ExitKind(str, enum.Enum):
         return self is ExitKind.ABNORMAL or self is ExitKind.HEARTBEAT_MISSED
 
 
+# Module-level names: classify runs on every exit, and a global is cheaper than an enum
+# member's attribute lookup.
 _NORMAL = ExitKind.NORMAL
 _SHUTDOWN = ExitKind.SHUTDOWN
 _ABNORMAL = ExitKind.ABNORMAL
 _INTERRUPTED = ExitKind.INTERRUPTED
-_HEARTBEAT_MISSED = ExitKind.HEARTBEAT_MISSED
 
 
 def classify(exc: BaseException | None, stop_requested: bool) -> ExitKind:
@@ -73,47 +74,10 @@ def classify(exc: BaseException | None, stop_requested: bool) -> ExitKind:
     return _ABNORMAL
 
 
-class Decision(enum.Enum):
-    """What the restart table says about one exit."""
-
-    RESTART = "restart"
-    KEEP = "keep"  # no restart; the spec stays (terminated, can be restarted by hand)
-    DROP = "drop"  # no restart; the spec is removed
-
-
-def decide(restart: Restart, kind: ExitKind) -> Decision:
-    """
-    The restart table for a child that exited on its own.
-
-    ======================  =======  ========  ==================================
-    restart type            normal   shutdown  abnormal (and heartbeat missed)
-    ======================  =======  ========  ==================================
-    permanent               restart  keep      restart
-    transient               keep     keep      restart
-    temporary               drop     drop      drop
-    ======================  =======  ========  ==================================
-
-    `ExitKind.INTERRUPTED` never restarts (the supervisor is stopping).
-    """
-    if restart is _TEMPORARY:
-        return _DROP
-    if kind is _SHUTDOWN or kind is _INTERRUPTED:
-        return _KEEP
-    if restart is _PERMANENT or kind is _ABNORMAL or kind is _HEARTBEAT_MISSED:
-        return _RESTART
-    return _KEEP
-
-
 #: The ``reason`` string of each kind (``.value`` of an enum member is slow on the hot path).
 REASON: Final[dict[ExitKind, str]] = {kind: kind.value for kind in ExitKind}
 #: The kinds that are crashes.
 ABNORMAL_KINDS: Final = frozenset({ExitKind.ABNORMAL, ExitKind.HEARTBEAT_MISSED})
-
-_RESTART = Decision.RESTART
-_KEEP = Decision.KEEP
-_DROP = Decision.DROP
-_TEMPORARY = Restart.TEMPORARY
-_PERMANENT = Restart.PERMANENT
 
 
 @dataclass(frozen=True)

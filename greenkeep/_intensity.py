@@ -88,12 +88,23 @@ class RestartIntensity:
         period = self.period
         return sum(1 for t in self._times if now - t <= period)
 
-    def reset(self) -> None:
-        """Forget every restart (used when a supervisor is started again)."""
-        self._times.clear()
-        self.total = 0
-        if self._limit is not None:
-            self.in_window = 0
+    @property
+    def headroom(self) -> int | None:
+        """How many more restarts the window allows right now, at least (restarts that
+        have aged out since the last `record` are still counted); ``None`` when
+        `UNLIMITED`."""
+        if self._limit is None:
+            return None
+        return self._limit - len(self._times)
+
+    def resized(self, max_restarts: int | _Unlimited) -> RestartIntensity:
+        """A window with a new budget that keeps this one's restarts and total (a pool's
+        budget follows its size)."""
+        window = RestartIntensity(max_restarts, self.period)
+        for stamp in self._times:
+            window.record(stamp)
+        window.total = self.total
+        return window
 
 
 def intensity_problems(max_restarts: object, period: object) -> list[tuple[str, str, object]]:

@@ -1,59 +1,70 @@
 """
 What every supervisor shares, `Supervisor` and `WorkerPool` alike: the gevent-style
-lifecycle, the manager greenlet and its loop, requests, and bounded stopping.
+lifecycle, the manager greenlet and its one dispatch loop.
 
 One manager greenlet per supervisor owns all its state. Children post their exits onto the
 manager's mailbox (see `greenkeep._worker`); public methods that change something put a
 request on the control deque, wake the manager and wait for its answer; introspection reads
 state directly (greenlets are cooperative: between two switches the state is consistent).
-`stop` only raises a flag the manager checks at every safe point.
+
+The loop is the one place that reads the mailbox. With nothing under way it drains exits in
+batches of `BATCH` and yields to the hub between batches; while an operation is under way
+(see `greenkeep._ops`: a start, a stop, a strategy's restart) it routes each item to the
+handler, defers it, or resumes the operation. Starting, stopping and the final drain all go
+through it.
 """
 
 from __future__ import annotations
 
-import contextlib
 import contextvars
-import functools
-import heapq
-import math
-import os
-import random
 import time
 import weakref
 from collections import deque
-from collections.abc import Callable, Iterable, Sequence
-from types import TracebackType
+from collections.abc import Callable, Iterable
+from types import GeneratorType, TracebackType
 from typing import Any, ClassVar, Final, TypeVar, cast
 
 import gevent
 import gevent.event
-import gevent.queue
 from greenlet import GreenletExit
 from greenlet import getcurrent as _getcurrent
 
 from greenkeep import _blocking, _fork
-from greenkeep._backoff import Backoff
-from greenkeep._current import ready
+from greenkeep._check import check_timeout
+from greenkeep._config import Config
+from greenkeep._current import current, ready
 from greenkeep._errors import (
     CalledFromManagerError,
     ChildStartError,
-    InvalidArgumentError,
     RestartIntensityExceeded,
-    SpecProblem,
     SupervisorAlreadyStartedError,
     SupervisorNotRunningError,
 )
-from greenkeep._events import Emitter, EventLogger, Subscriber
-from greenkeep._exits import ABNORMAL_KINDS, REASON, ExitKind, ExitRecord, classify
+from greenkeep._events import Emitter, Reporter
+from greenkeep._exits import ExitRecord
 from greenkeep._heartbeat import HeartbeatMonitor
-from greenkeep._intensity import RestartIntensity, _Unlimited, intensity_problems
-from greenkeep._render import error_text
-from greenkeep._reports import StopReport, Unstopped
-from greenkeep._spec import Shutdown, ShutdownPolicy
-from greenkeep._storm import CrashStorms, crash_kind
-from greenkeep._worker import WAKE, Runnable, WorkerGreenlet, current_worker, kill, retire
+from greenkeep._intensity import RestartIntensity, _Unlimited
+from greenkeep._mailbox import Forked, Mailbox
+from greenkeep._ops import Op, Task, Wait
+from greenkeep._records import Record
+from greenkeep._reports import StopReport
+from greenkeep._snapshot import register_manager
+from greenkeep._spec import Subtree
+from greenkeep._states import (
+    FAILED,
+    NEW,
+    RUNNING,
+    STARTING,
+    STOPPED,
+    STOPPING,
+    SupervisorState,
+)
+from greenkeep._stopping import Stopper
+from greenkeep._storm import CrashStorms
+from greenkeep._timers import TIMER_SLACK, Timers
+from greenkeep._worker import WAKE, current_worker, kill, retire
 
-__all__ = ["BATCH", "Manager", "Record", "StartFailed", "check_timeout", "child_state"]
+__all__ = ["BATCH", "Manager", "StartFailed"]
 
 #: Exits handled per batch before the manager yields to the hub (fairness).
 BATCH: Final = 256
@@ -62,98 +73,7 @@ BATCH: Final = 256
 #: fires on the loop's next iteration, after timers and IO that were due.
 _YIELD: Final = 1e-6
 
-#: Timers this close (in clock seconds) to due are run (floating-point sums of a manual
-#: clock's steps land a hair before the tick they were meant to reach).
-_TIMER_SLACK: Final = 1e-9
-
 E = TypeVar("E")
-
-
-class Record(Runnable):
-    """The manager's record of one child or pool worker. Only the manager writes it, except
-    `ran` (the worker) and `ready_inc` / `stop_event` (`greenkeep.ready`, `stop_signal`)."""
-
-    id: Any
-
-    __slots__ = (
-        "abandoned",
-        "abandoned_greenlet",
-        "awaiting_ready",
-        "backoff_attempt",
-        "delay_seq",
-        "greenlet",
-        "hb_missed",
-        "id",
-        "incarnation",
-        "ready_inc",
-        "restarts",
-        "started_at",
-        "status",
-        "stop_deadline",
-        "stop_event",
-        "stop_requested",
-        "sub_report",
-        "supervisor",
-    )
-
-    def __init__(
-        self,
-        child_id: object,
-        supervisor: Manager,
-        target: Callable[..., object],
-        args: tuple[object, ...],
-        kwargs: Any,
-        post: Callable[[Any], None],
-        context: contextvars.Context,
-    ) -> None:
-        self.id = child_id
-        self.supervisor = supervisor
-        self.target = target
-        self.args = args
-        self.kwargs = kwargs
-        self.context = context
-        self.post = post
-        self.pulse = supervisor._pulse
-        self.reusable = False
-        self.damped = None
-        self.ran = 0
-        self.incarnation = 0
-        self.greenlet: WorkerGreenlet | None = None
-        self.status = "terminated"
-        self.stop_requested = False
-        self.stop_event: gevent.event.Event | None = None
-        self.stop_deadline: float | None = None
-        self.restarts = 0
-        self.started_at = 0.0
-        self.awaiting_ready = False
-        self.ready_inc = 0
-        self.abandoned = 0
-        self.abandoned_greenlet: WorkerGreenlet | None = None
-        self.sub_report: StopReport | None = None
-        self.hb_missed = 0  # the incarnation killed for missing its heartbeat
-        self.backoff_attempt = 0
-        self.delay_seq = 0
-
-
-def child_state(status: str, last_reason: str | None) -> str:
-    """A child's state as snapshots show it."""
-    if status == "terminated":
-        return "failed" if last_reason in ("abnormal", "heartbeat_missed") else "stopped"
-    if status == "stopping":
-        return "running"
-    return status
-
-
-def _nothing() -> None:
-    return None
-
-
-class _Request:
-    __slots__ = ("fn", "result")
-
-    def __init__(self, fn: Callable[[], object]) -> None:
-        self.fn = fn
-        self.result: gevent.event.AsyncResult[Any] = gevent.event.AsyncResult()
 
 
 class StartFailed(Exception):
@@ -164,142 +84,72 @@ class StartFailed(Exception):
         self.error = error
 
 
-def check_timeout(owner: str, timeout: object) -> float | None:
-    """Validate a ``timeout`` argument: ``None`` or seconds >= 0."""
-    if timeout is None:
-        return None
-    if (
-        isinstance(timeout, bool)
-        or not isinstance(timeout, (int, float))
-        or math.isnan(timeout)
-        or timeout < 0
-    ):
-        raise InvalidArgumentError(owner, "timeout", "None or a number of seconds >= 0", timeout)
-    return float(timeout)
+class _Request:
+    __slots__ = ("fn", "result")
+
+    def __init__(self, fn: Callable[[], object]) -> None:
+        self.fn = fn
+        self.result: gevent.event.AsyncResult[Any] = gevent.event.AsyncResult()
 
 
-def policy_deadline(policy: ShutdownPolicy, start: float, cap: float | None) -> float | None:
-    """The monotonic deadline for stopping a child under *policy*, capped by *cap*."""
-    if policy is Shutdown.BRUTAL:
-        deadline: float | None = start
-    elif policy is Shutdown.INFINITY:
-        deadline = None
-    else:
-        assert isinstance(policy, float)
-        deadline = start + policy
-    if cap is not None:
-        deadline = cap if deadline is None else min(deadline, cap)
-    return deadline
-
-
-class Manager:
+class Manager(Subtree):
     """
-    Base of `Supervisor` and `WorkerPool`: lifecycle, manager loop, bounded stopping.
+    Base of `Supervisor` and `WorkerPool`: the lifecycle and the manager loop.
 
-    Subclasses implement `_start_children`, `_on_exit` (the hot path), `_stop_all` and
-    `_started_fields`.
+    Subclasses provide the operations (`_start_op`, `_stop_op`), the exit handler (the
+    hot path), `_restart_due` (a delayed restart), `_records` and the snapshot parts.
     """
 
-    _greenkeep_is_supervisor: Final = True
     _kind: ClassVar[str] = "supervisor"
 
-    def __init__(
-        self,
-        *,
-        name: str,
-        max_restarts: int | _Unlimited,
-        period: float,
-        logger: EventLogger | None,
-        subscribers: Iterable[Subscriber],
-        clock: Callable[[], float] | None,
-        log_summary_interval: float | None,
-        problems: list[SpecProblem],
-        random_source: Callable[[], float] | None = None,
-    ) -> None:
-        owner = f"{self._kind} {name!r}" if isinstance(name, str) else self._kind
-        if not isinstance(name, str) or not name or "/" in name:
-            problems.append(SpecProblem(owner, "name", "a non-empty str without '/'", name))
-        for field, allowed, got in intensity_problems(max_restarts, period):
-            problems.append(SpecProblem(owner, field, allowed, got))
-        if clock is not None and not callable(clock):
-            problems.append(
-                SpecProblem(owner, "clock", "None or a callable returning seconds", clock)
-            )
-        if logger is not None and not all(
-            callable(getattr(logger, m, None)) for m in ("bind", "info", "error", "critical")
-        ):
-            problems.append(SpecProblem(owner, "logger", "None or a structlog logger", logger))
-        subscribers_t: tuple[Subscriber, ...] = ()
-        if isinstance(subscribers, (str, bytes)) or not isinstance(subscribers, Iterable):
-            problems.append(
-                SpecProblem(owner, "subscribers", "an iterable of callables", subscribers)
-            )
-        else:
-            subscribers_t = tuple(subscribers)
-            for i, sub in enumerate(subscribers_t):
-                if not callable(sub):
-                    problems.append(SpecProblem(owner, f"subscribers[{i}]", "a callable", sub))
-        if log_summary_interval is not None and (
-            isinstance(log_summary_interval, bool)
-            or not isinstance(log_summary_interval, (int, float))
-            or not math.isfinite(log_summary_interval)
-            or log_summary_interval <= 0
-        ):
-            problems.append(
-                SpecProblem(
-                    owner,
-                    "log_summary_interval",
-                    "None or a finite number of seconds > 0",
-                    log_summary_interval,
-                )
-            )
-        if random_source is not None and not callable(random_source):
-            problems.append(
-                SpecProblem(owner, "random", "None or a callable returning [0, 1)", random_source)
-            )
-        self._random: Callable[[], float] = (
-            random_source if random_source is not None else random.random
-        )
-        self._owner = owner
-        self._name: str = name
-        self._path: str = name
-        self._max_restarts = max_restarts
-        self._period = float(period) if isinstance(period, (int, float)) else 0.0
-        self._logger = logger
-        self._subscribers = subscribers_t
-        self._clock: Callable[[], float] = clock if clock is not None else time.monotonic
-        self._log_summary_interval = (
-            None if log_summary_interval is None else float(log_summary_interval)
-        )
-        self._state = "new"
-        self._forked = False  # set in a child process that inherited this supervisor
-        self._emit: Emitter = Emitter(self._path, None, ())  # replaced in start()
+    def __init__(self, config: Config) -> None:
+        self._config = config
+        self._name = config.name
+        self._path = config.name
+        self._owner = config.owner
+        self._state: SupervisorState = NEW
+        self._forked = False
         self._manager: gevent.Greenlet[[], None] | None = None
         self._context = contextvars.copy_context()
         self._reset()
 
     def _reset(self) -> None:
-        self._mailbox: gevent.queue.SimpleQueue[Any] = gevent.queue.SimpleQueue()
+        config = self._config
+        self._mailbox = Mailbox(self._path)
         self._control: deque[_Request] = deque()
-        self._deferred: deque[Any] = deque()  # records, in the order their exits arrived
-        self._deferred_of: dict[Any, deque[Any]] = {}  # record -> its deferred exits
-        self._intensity = RestartIntensity(self._max_restarts, self._period)
-        self._storms = CrashStorms(self._log_summary_interval)
+        self._intensity = RestartIntensity(self._max_restarts(), config.period)
+        self._emitter = Emitter(
+            self._path, config.logger, config.subscribers, wake=self._mailbox.channel.nudge
+        )
+        self._reporter = Reporter(self._emitter, CrashStorms(config.log_summary_interval))
+        self._stopper = Stopper(
+            mailbox=self._mailbox,
+            reporter=self._reporter,
+            path=self._path,
+            policy_of=self._policy_of,
+            subtree_of=self._subtree_of,
+            cap=lambda: self._stop_cap,
+            abandon=self._abandon,
+        )
+        self._timers = Timers()
+        self._monitors: list[HeartbeatMonitor] = []
+        self._tasks: list[Task] = []
+        self._markers: set[object] = set()
         self._done = gevent.event.Event()
         self._started: gevent.event.AsyncResult[None] = gevent.event.AsyncResult()
         self._error: RestartIntensityExceeded | None = None
         self._report: StopReport | None = None
         self._end_reason: str | None = None
-        self._stop_deadline: float | None = None
-        self._unstopped: list[Unstopped] = []
+        self._stop_cap: float | None = None
+        self._stop_pushed = False
+        self._settling = False
+        self._break = False  # ends the current batch (a stop, an operation)
         self._retirees: list[Any] = []  # parked greenlets of finished incarnations
-        # [exits posted since the manager last took a batch, "the manager is parked: wake
-        # it", how to wake it]: shared with the workers (see greenkeep._worker).
-        self._pulse: list[Any] = [0, 0, _nothing]
-        self._parked = False
-        self._monitors: list[HeartbeatMonitor] = []
-        self._delayed: list[tuple[float, int, Record]] = []
-        self._seq = 0
+        self._zombies = 0  # incarnations reported unstopped that still run
+        self._start_error: ChildStartError | None = None
+
+    def _max_restarts(self) -> int | _Unlimited:
+        return self._config.max_restarts
 
     # ------------------------------------------------------------------ introspection
 
@@ -314,9 +164,9 @@ class Manager:
         return self._path
 
     @property
-    def state(self) -> str:
-        """``"new"``, ``"starting"``, ``"running"``, ``"stopping"``, ``"stopped"`` or
-        ``"failed"``."""
+    def state(self) -> SupervisorState:
+        """``"new"``, ``"starting"``, ``"running"``, ``"stopping"`` (also while children
+        reported unstopped still run), ``"stopped"`` or ``"failed"``."""
         return self._state
 
     @property
@@ -324,35 +174,28 @@ class Manager:
         """Why it gave up, once it has (``None`` otherwise)."""
         return self._error
 
+    @property
+    def report(self) -> StopReport | None:
+        """The report of its last stop once that stop is over (``None`` before)."""
+        return self._report
+
     def snapshot(self) -> dict[str, Any]:
-        """
-        A JSON-serialisable view of this supervisor and, recursively, of its children:
-        state, restart window, and per child its state (``running``, ``restarting``,
-        ``delayed``, ``stopped``, ``failed``), incarnation, restart count, uptime and last
-        exit reason. Never blocks; works in every state. O(children).
-        """
-        now = self._clock()
+        raise NotImplementedError
+
+    def _header(self, now: float) -> dict[str, Any]:
         limit = self._intensity.max_restarts
-        snap: dict[str, Any] = {
+        return {
             "name": self._name,
             "path": self._path,
             "kind": self._kind,
             "state": self._state,
             "max_restarts": "unlimited" if isinstance(limit, _Unlimited) else limit,
-            "period": self._period,
+            "period": self._config.period,
             "restarts_in_period": self._intensity.in_period(now),
             "restarts": self._intensity.total,
             "error": None if self._error is None else str(self._error),
+            "events": self._emitter.stats(),
         }
-        snap.update(self._snapshot_fields())
-        snap["children"] = self._snapshot_children(now)
-        return snap
-
-    def _snapshot_fields(self) -> dict[str, Any]:
-        return {}
-
-    def _snapshot_children(self, now: float) -> list[dict[str, Any]]:
-        raise NotImplementedError
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -360,30 +203,37 @@ class Manager:
         """
         Start the manager and the children, and return once they are started.
 
-        Something that stopped or gave up can be started again: it starts afresh from its
-        specs, with an empty restart window. Blocks the calling greenlet (never the hub).
+        Children start in order: each runs up to its first yield (or until it calls
+        `greenkeep.ready`, with ``ready_timeout``) before the next one starts. Something that
+        stopped or gave up can be started again, afresh from its specs. Blocks the calling
+        greenlet (never the hub).
 
         Raises:
-            SupervisorAlreadyStartedError: If it is already starting or running.
-            ChildStartError: If a child exited abnormally before it was ready (or was not
-                ready in time); the children already started were stopped in reverse order.
+            SupervisorAlreadyStartedError: If it is starting, running or stopping (also
+                while a child it reported unstopped still runs).
+            ChildStartError: If a child with ``ready_timeout`` failed or was not ready in
+                time; the children already started were stopped in reverse order.
+            RestartIntensityExceeded: If it gave up before it had started.
         """
-        if self._state in ("starting", "running", "stopping"):
+        if self._state in (STARTING, RUNNING, STOPPING):
             raise SupervisorAlreadyStartedError(self._name, self._state)
         self._reset()
-        self._state = "starting"
+        self._state = STARTING
         self._context = contextvars.copy_context()
-        self._emit = Emitter(self._path, self._logger, self._subscribers)
         _blocking.install()
-        _fork.track(self)
-        register = getattr(self._clock, "register_waker", None)
+        _fork.track(self, self._after_fork)
+        clock = self._config.clock
+        register = getattr(clock, "register_waker", None)
         if callable(register):  # a manual clock: wake the manager when it moves
-            register(weakref.WeakMethod(self._wake))
+            register(weakref.WeakMethod(self._mailbox.channel.nudge))
         started = self._started
         self._hub = hub = gevent.get_hub()
-        self._pulse[2] = functools.partial(hub.loop.run_callback, self._resume)
-        self._manager = gevent.spawn(self._main)
-        self._manager.name = f"greenkeep.manager[{self._path}]"
+        self._manager = manager = gevent.Greenlet(self._main)
+        manager.name = f"greenkeep.manager[{self._path}]"
+        register_manager(manager)
+        self._mailbox.open(hub, manager)
+        self._mailbox.channel.on_blocked = self._reporter.loop_blocked
+        manager.start()
         started.get()
 
     def join(self, timeout: float | None = None) -> bool:
@@ -401,53 +251,51 @@ class Manager:
             SupervisorNotRunningError: If it was never started.
         """
         timeout = check_timeout(f"{self._owner}.join()", timeout)
-        if self._state == "new":
+        if self._state == NEW:
             raise SupervisorNotRunningError(self._name, self._state, "be joined")
         ended = self._done.wait(timeout)
         if ended and self._error is not None:
             raise self._error.with_traceback(None)
         return bool(ended)
 
-    def stop(self, timeout: float | None = None) -> StopReport:
+    def stop(self, timeout: float | None = None, *, block: bool = True) -> StopReport:
         """
-        Stop every child (newest first), then the manager; return what happened.
+        Stop every child, then the manager; return what happened.
 
         Each child first gets its stop signal (`greenkeep.stop_signal`), then
         ``GreenletExit``, and is waited for according to its shutdown policy; *timeout* caps
-        the whole stop on top of that. A child that does not stop in time is reported in
-        `StopReport.unstopped` and as a ``child_unstopped`` event. Nothing is restarted or
-        started once the stop has begun.
+        the whole stop on top of that, and a child supervisor shares its own deadline with
+        its whole subtree. A child that does not stop in time is reported in
+        `StopReport.unstopped` (with its supervisor's path) and as ``child_unstopped``.
+        Nothing is restarted or started once the stop has begun.
 
         Idempotent: once stopped or failed it returns the earlier report at once; never
-        started, an empty report.
-
-        Called from inside one of its own children, it requests the stop and then raises
-        ``GreenletExit`` in the caller (let it propagate): the caller is one of the children
-        being stopped, so it cannot wait for the stop to finish. Called from the manager
-        greenlet itself (a subscriber), it schedules the stop and returns a report with
-        ``complete=False``.
+        started, an empty report. With *block* false it requests the stop and returns at
+        once (a report with ``complete=False`` until it is over). Called from inside one of
+        its own children, it requests the stop and raises ``GreenletExit`` in the caller
+        (let it propagate). Called from its own manager greenlet (a subscriber), it does not
+        wait either.
 
         Args:
             timeout: Overall cap in seconds; ``None`` means each child's own policy.
         """
         cap = check_timeout(f"{self._owner}.stop()", timeout)
-        if self._state == "new":
+        if self._state == NEW:
             return StopReport(self._path, "not_started")
-        if self._state in ("stopped", "failed"):
-            assert self._report is not None
+        if self._report is not None:
             return self._report
         if cap is not None:
             deadline = time.monotonic() + cap
-            if self._stop_deadline is None or deadline < self._stop_deadline:
-                self._stop_deadline = deadline
-        if self._end_reason is None:
-            self._end_reason = "shutdown"
-        self._mailbox.put_nowait(WAKE)
-        self._poke()
-        if _getcurrent() is self._manager:
-            return StopReport(self._path, self._end_reason, (), complete=False)
+            if self._stop_cap is None or deadline < self._stop_cap:
+                self._stop_cap = deadline
+                self._stopper.tighten(deadline)
+        self._end("shutdown")
+        self._mailbox.channel.nudge()
+        reason = self._end_reason or "shutdown"
+        if not block or _getcurrent() is self._manager:
+            return StopReport(self._path, reason, (), complete=False)
         worker = current_worker()
-        if worker is not None and worker.child.supervisor is self:
+        if worker is not None and worker.child.channel is self._mailbox.channel:
             raise GreenletExit
         self._done.wait()
         assert self._report is not None
@@ -457,30 +305,24 @@ class Manager:
         """
         Start, wait until it ends, and stop it on the way out (even when interrupted).
 
-        This is what a supervisor does as a child of another supervisor, and what a
-        program whose main job is this supervisor calls.
+        This is what a supervisor does as a child of another supervisor (it then takes its
+        path from its parent and signals readiness once started), and what a program whose
+        main job is this supervisor calls.
 
         Raises:
             RestartIntensityExceeded: If it gave up.
             ChildStartError: If it could not start.
         """
-        if self._state in ("starting", "running", "stopping"):
+        if self._state in (STARTING, RUNNING, STOPPING):
             raise SupervisorAlreadyStartedError(self._name, self._state)
-        worker = current_worker()
-        parent = getattr(worker.child, "supervisor", None) if worker is not None else None
-        self._path = f"{parent.path}/{self._name}" if parent is not None else self._name
+        parent = current()
+        self._path = self._name if parent is None else f"{parent.supervisor}/{self._name}"
         try:
             self.start()
-            if worker is not None:
-                ready()
+            ready()
             self.join()
         finally:
-            cap = None
-            if worker is not None and worker.child.stop_deadline is not None:
-                cap = max(0.0, worker.child.stop_deadline - time.monotonic())
-            report = self.stop(cap)
-            if worker is not None:
-                worker.child.sub_report = report
+            self.stop()
 
     def __enter__(self: E) -> E:
         self.start()  # type: ignore[attr-defined]
@@ -494,661 +336,449 @@ class Manager:
     ) -> None:
         self.stop()
 
-    def _call(self, action: str, fn: Callable[[], E]) -> E:
-        """Run *fn* in the manager (ahead of any exit backlog) and return its result."""
-        if self._state != "running" or self._end_reason is not None:
-            state = "stopping" if self._state == "running" else self._state
+    def _call(self, action: str, fn: Callable[[], E | Op]) -> E:
+        """Run *fn* in the manager (ahead of any exit backlog); return its result (an
+        operation's, once it ends)."""
+        if self._state != RUNNING or self._end_reason is not None:
+            state = STOPPING if self._state == RUNNING else self._state
             raise SupervisorNotRunningError(self._name, state, action)
         if _getcurrent() is self._manager:
             raise CalledFromManagerError(self._name, action)
         request = _Request(fn)
         self._control.append(request)
-        self._mailbox.put_nowait(WAKE)
-        self._poke()
+        self._mailbox.channel.nudge()
         return cast(E, request.result.get())
 
     # ================================================================== the manager
     # Everything below runs in the manager greenlet only.
 
-    def _start_children(self) -> None:
+    def _start_op(self) -> Op:
         raise NotImplementedError
 
-    def _on_exit(self, child: Any, incarnation: int, exc: BaseException | None) -> None:
+    def _stop_op(self) -> Op:
         raise NotImplementedError
 
-    def _stop_all(self) -> None:
+    def _handle_exit(self, record: Any, incarnation: int, payload: Any) -> Op | None:
+        raise NotImplementedError
+
+    def _restart_due(self, record: Any) -> None:
+        raise NotImplementedError
+
+    def _records(self) -> Iterable[Record]:
         raise NotImplementedError
 
     def _started_fields(self) -> dict[str, object]:
         raise NotImplementedError
 
+    def _policy_of(self, record: Any) -> Any:
+        raise NotImplementedError
+
+    def _subtree_of(self, record: Any) -> Any:
+        return None
+
+    def _abandon(self, record: Record) -> None:
+        """*record*'s incarnation was reported unstopped: stop tracking it as running."""
+        record.abandoned = record.incarnation
+        record.abandoned_greenlet = record.greenlet
+        record.greenlet = None
+        self._zombies += 1
+
     def _end_batch(self) -> None:
-        """Called after each batch of exits: retire the finished greenlets (one callback).
-        The pool also starts and resumes workers here."""
+        """After each batch of exits: retire the finished greenlets (one callback)."""
         if self._retirees:
             retire(self._retirees)
             self._retirees = []
 
+    def _end(self, reason: str) -> None:
+        """The supervisor ends (the first reason given is kept): nothing starts any more."""
+        if self._end_reason is None:
+            self._end_reason = reason
+            self._mailbox.channel.halted = True
+            self._break = True
+
     def _main(self) -> None:
-        emit = self._emit
-        started = self._started
         try:
             try:
-                self._start_children()
-            except StartFailed as failure:
-                self._end_reason = "start_failed"
-                self._stop_all()
-                self._finish("stopped")
-                started.set_exception(failure.error)
-                return
-            self._state = "running"
+                self._push(self._start_op(), self._start_done)
+                self._loop()
+            except (GreenletExit, Forked):
+                if self._forked:
+                    return  # a copy in a forked child: _after_fork finished it
+                self._end("shutdown")  # someone killed the manager: stop as for stop()
+                self._recover()
+            except BaseException as exc:  # a bug here must not go unreported
+                self._reporter.crashed(exc)
+                self._end("manager_crashed")
+                self._recover()
+        except Forked:
+            return
+        except BaseException:  # the recovery failed too: end without waiting for anyone
+            if not self._done.is_set():
+                self._end("manager_crashed")
+                for record in self._records():
+                    if record.greenlet is not None:
+                        kill(record.greenlet)
+                self._zombies = 0
+                self._finish()
+
+    def _recover(self) -> None:
+        # Stop the children through the loop again, from a clean slate of operations.
+        for task in reversed(self._tasks):
+            task.op.close()
+        self._tasks.clear()
+        self._loop()
+
+    def _start_done(self, error: BaseException | None, _: object) -> None:
+        if isinstance(error, StartFailed):
+            self._end("start_failed")
+            self._start_error = error.error  # raised by start() once the rest is stopped
+        elif error is not None:
+            raise error
+        elif self._end_reason is None:
+            # Every child has started: it runs. start() returns once the exits that came
+            # during the start are handled too (it raises if it gave up meanwhile).
+            self._state = RUNNING
             limit = self._intensity.max_restarts
-            emit.emit(
-                "info",
-                "supervisor_started",
+            self._reporter.started(
                 **self._started_fields(),
                 max_restarts="unlimited" if isinstance(limit, _Unlimited) else limit,
-                period=self._period,
+                period=self._config.period,
             )
-            started.set(None)
-            self._loop()
-        except GreenletExit:
-            if self._forked:
-                return  # a copy in a forked child: _disown_after_fork finished it
-            # Someone killed the manager: stop the children as for stop().
-            if self._end_reason is None:
-                self._end_reason = "shutdown"
-        except BaseException as exc:  # a bug here must not go unreported
-            self._end_reason = "manager_crashed"
-            emit.emit("critical", "supervisor_crashed", error=error_text(exc), exc_info=exc)
-        if self._state not in ("stopped", "failed"):
-            self._state = "stopping"
-            try:
-                self._stop_all()
-            finally:
-                self._finish("failed" if self._error is not None else "stopped")
-        if not started.ready():
-            started.set(None)
+            self._settling = True
 
     def _loop(self) -> None:
         mailbox = self._mailbox
-        deferred = self._deferred
+        queue = mailbox.queue
         control = self._control
-        on_exit = self._on_exit
-        while self._end_reason is None:
+        handle = self._handle_exit
+        emitter = self._emitter
+        channel = mailbox.channel
+        _tuple = tuple
+        while True:
+            if emitter.pending:
+                emitter.report()
+            if self._tasks:
+                self._wait_for_task()
+                continue
+            if self._end_reason is not None:
+                if not self._stop_pushed:
+                    self._stop_pushed = True
+                    self._state = STOPPING
+                    self._push(self._stop_op())
+                elif mailbox.has_deferred or queue:
+                    item = mailbox.undefer() if mailbox.has_deferred else queue.popleft()
+                    if type(item) is _tuple:
+                        handle(*item)
+                    item = None
+                    self._end_batch()
+                else:
+                    self._finish()
+                    return
+                continue
             if control:
                 self._serve(control.popleft())
                 continue
-            if deferred:
-                item = self._undefer()
+            if mailbox.has_deferred:
+                item = mailbox.undefer()
                 if item is not None:
-                    on_exit(*item)
+                    self._pushed(handle(*item))
                     item = None
                     self._end_batch()
                 continue
-            wake_at = self._next_wakeup()
-            if wake_at is None:
-                item = self._next_event(None)
-            else:
-                now = self._clock()
-                if wake_at - now <= _TIMER_SLACK:
-                    self._run_timers(now)
-                    continue
-                # A positive timeout: if nothing is queued, this always yields to the hub.
-                item = self._next_event(time.monotonic() + (wake_at - now))
-                if item is None:
-                    self._run_timers(self._clock())
-                    continue
-            self._pulse[0] = 0
-            if item is not WAKE:
-                on_exit(*item)
+            if self._settling:
+                self._settled()
+                continue
+            item = mailbox.receive(self._timer_deadline())
+            if item is None:
+                self._run_timers()
+                continue
+            channel.posted = 0
+            self._break = False
+            if type(item) is _tuple:
+                self._pushed(handle(*item))
             handled = 1
-            # The rest of the batch straight from the queue's deque (the manager is its only
-            # consumer, and an unbounded queue has no blocked producers to wake).
-            queue = mailbox.queue
-            while queue and handled < BATCH and not control and self._end_reason is None:
+            # The rest of the batch straight from the queue's deque; a control request (or
+            # an operation, a stop) ends it: requests are served ahead of a backlog.
+            while queue and handled < BATCH and not self._break and not control:
                 item = queue.popleft()
-                if item is not WAKE:
-                    on_exit(*item)
+                if type(item) is _tuple:
+                    op = handle(*item)
+                    if op is not None:
+                        self._push(op)
                 handled += 1
             item = None  # drop the last exit (its exception pins frames) before blocking
             self._end_batch()
-            wake_at = self._next_wakeup()
-            if wake_at is not None:
-                now = self._clock()
-                if now + _TIMER_SLACK >= wake_at:
-                    self._run_timers(now)
+            self._run_timers(due_only=True)
             if handled >= BATCH:
                 # A backlog: let the rest of the process run. Not sleep(0), which only
                 # queues a callback and would run again before timers and IO get a turn;
                 # a (tiny) timer waits for the loop's next iteration.
                 gevent.sleep(_YIELD)
 
+    # ------------------------------------------------------------------ operations
+
+    def _pushed(self, op: Op | None) -> None:
+        if op is not None:
+            self._push(op)
+
+    def _push(
+        self, op: Op, done: Callable[[BaseException | None, Any], None] | None = None
+    ) -> None:
+        """Start an operation; it runs until it waits (it may end at once)."""
+        task = Task(op, done)
+        self._tasks.append(task)
+        self._break = True
+        self._advance(task, None)
+
+    def _advance(self, task: Task, value: object) -> None:
+        # Resume *task* with *value*; go on while what it waits for already holds. When it
+        # ends, the task below it (if any) is checked in turn.
+        while True:
+            try:
+                wait = task.op.send(value)
+            except StopIteration as stop:
+                self._finished(task, None, stop.value)
+            except (GreenletExit, Forked):
+                raise
+            except BaseException as exc:
+                if task.done is None:
+                    raise
+                self._finished(task, exc, None)
+            else:
+                task.wait = wait
+                value = self._already(task, wait, installed=True)
+                if value is None:
+                    return
+                continue
+            if not self._tasks:
+                return
+            task = self._tasks[-1]
+            assert task.wait is not None
+            value = self._already(task, task.wait, installed=True)  # what came meanwhile
+            if value is None:
+                return
+
+    def _finished(self, task: Task, error: BaseException | None, value: object) -> None:
+        self._tasks.remove(task)
+        if task.done is not None:
+            task.done(error, value)
+
+    def _already(self, task: Task, wait: Wait, installed: bool = False) -> object:
+        """
+        What to resume *task* with now (``None``: it has to wait). When the wait was just
+        *installed*, exits deferred earlier that it is about are taken first (once: the
+        deferred exits are indexed by record, so this is O(len(pending))).
+        """
+        mailbox = self._mailbox
+        if installed and wait.capture is not None:
+            taken = mailbox.take(wait.capture)
+            if taken:
+                for item in taken[1:]:
+                    mailbox.defer(item)
+                return taken[0]
+        if installed and wait.pending and mailbox.has_deferred:
+            for record in list(wait.pending):
+                for item in mailbox.take(record):
+                    self._pushed(self._handle_exit(*item))
+                    wait.handled(record)
+            self._end_batch()
+        if wait.holds(self._markers):
+            return True
+        if wait.expired(self._stop_cap):
+            return False
+        return None
+
+    def _wait_for_task(self) -> None:
+        task = self._tasks[-1]
+        wait = task.wait
+        assert wait is not None
+        deadline = wait.due(self._stop_cap)
+        if not wait.exclusive:
+            deadline = _earliest(deadline, self._timer_deadline())
+        item = self._mailbox.receive(deadline)
+        if item is None:
+            if wait.expired(self._stop_cap):
+                self._advance(task, False)
+            elif not wait.exclusive:
+                self._run_timers()
+            return
+        self._route(task, wait, item)
+
+    def _route(self, task: Task, wait: Wait, item: Any) -> None:
+        if type(item) is tuple:
+            record = item[0]
+            if record is wait.capture:
+                self._advance(task, item)
+                return
+            if not wait.wants(record):
+                self._mailbox.defer(item)
+                return
+            op = self._handle_exit(*item)
+            for each in self._tasks:
+                if each.wait is not None:
+                    each.wait.handled(record)
+            self._end_batch()
+            if op is not None:
+                self._push(op)
+                return
+        elif item is not WAKE:
+            self._markers.add(item)
+        item = None
+        top = self._tasks[-1] if self._tasks else None
+        if top is not None and top.wait is not None:
+            value = self._already(top, top.wait)
+            if value is not None:
+                self._advance(top, value)
+
+    def _serve(self, request: _Request) -> None:
+        def done(error: BaseException | None, value: object) -> None:
+            if isinstance(error, StartFailed):
+                request.result.set_exception(error.error)
+            elif error is not None:
+                request.result.set_exception(error)
+            else:
+                request.result.set(value)
+
+        try:
+            result = request.fn()
+        except Exception as exc:  # the caller gets it
+            done(exc, None)
+            return
+        if isinstance(result, GeneratorType):
+            self._push(cast(Op, result), done)
+        else:
+            done(None, result)
+
     # ------------------------------------------------------------------ timers
 
-    def _next_wakeup(self) -> float | None:
-        """The earliest clock time something is due: a storm summary, a heartbeat tick, a
-        delayed restart. ``None`` if nothing is."""
-        due = self._storms.next_due
-        for monitor in self._monitors:
-            if monitor.watched and (due is None or monitor.next_tick < due):
-                due = monitor.next_tick
-        if self._delayed and (due is None or self._delayed[0][0] < due):
-            due = self._delayed[0][0]
-        return due
+    def _timer_deadline(self) -> float | None:
+        """The monotonic time the next clock timer is due (``None``: nothing is)."""
+        due = self._timers.next_due(self._reporter.storms, self._monitors)
+        if due is None:
+            return None
+        clock = self._config.clock
+        return time.monotonic() + (due - clock())
 
-    def _run_timers(self, now: float) -> None:
-        now += _TIMER_SLACK  # clock readings that differ by rounding only count as due
-        storms = self._storms
-        if storms.next_due is not None and now >= storms.next_due:
-            self._flush_storms(False)
+    def _run_timers(self, due_only: bool = False) -> None:
+        clock = self._config.clock
+        now = clock()
+        due = self._timers.next_due(self._reporter.storms, self._monitors)
+        if due is None or (due_only and now + TIMER_SLACK < due):
+            return
+        storms = self._reporter.storms
+        if storms.next_due is not None and now + TIMER_SLACK >= storms.next_due:
+            self._reporter.summaries(now)
         for monitor in self._monitors:
-            if monitor.watched and now >= monitor.next_tick:
+            if monitor.watched and now + TIMER_SLACK >= monitor.next_tick:
                 for record in monitor.tick(now):
                     self._heartbeat_missed(record, monitor.interval)
-        delayed = self._delayed
-        while delayed and delayed[0][0] <= now and self._end_reason is None:
-            _, seq, record = heapq.heappop(delayed)
-            if record.delay_seq == seq:
-                self._restart_delayed(record)
+        if self._end_reason is None:
+            for record in self._timers.due_restarts(now):
+                self._restart_due(record)
         self._end_batch()
 
     def _heartbeat_missed(self, record: Record, interval: float) -> None:
         """*record* has not beaten for *interval*: kill it; its exit is a heartbeat miss."""
         greenlet = record.greenlet
-        if greenlet is None or record.status != "running":
+        if greenlet is None or record.status != RUNNING:
             return
         record.hb_missed = record.incarnation
-        self._emit.emit(
-            "warning",
-            "heartbeat_missed",
-            child_id=record.id,
-            incarnation=record.incarnation,
-            interval=interval,
-        )
+        self._reporter.heartbeat_missed(record.id, record.incarnation, interval)
         kill(greenlet)
 
-    def _schedule_restart(
-        self, record: Record, delay: float, attempt: int, logged: bool = True
-    ) -> None:
-        """Restart *record* after *delay* clock seconds (backoff); it shows as ``delayed``.
-        *logged* ``False``: its crash was damped in the log, so is this event."""
-        self._seq += 1
-        record.delay_seq = self._seq
-        record.status = "delayed"
-        heapq.heappush(self._delayed, (self._clock() + delay, self._seq, record))
-        fields = {
-            "child_id": record.id,
-            "incarnation": record.incarnation,
-            "delay": round(delay, 6),
-            "attempt": attempt,
-        }
-        if logged:
-            self._emit.emit("info", "child_restart_delayed", **fields)
-        elif self._emit.has_subscribers:
-            self._emit.deliver("info", "child_restart_delayed", {**fields, "summarized": True})
+    # ------------------------------------------------------------------ endings
 
-    def _restart_delayed(self, record: Record) -> None:
-        """Hook: a delayed restart of *record* is due."""
-        raise NotImplementedError
+    def _settled(self) -> None:
+        # The start and the exits that came with it are handled: start() returns.
+        self._settling = False
+        self._started.set(None)
 
-    def _backoff_attempt(self, record: Record, backoff: Backoff, now: float) -> int:
-        """The attempt number of *record*'s next restart under *backoff*."""
-        if now - record.started_at >= backoff.reset_after:
-            record.backoff_attempt = 0
-        record.backoff_attempt += 1
-        return record.backoff_attempt
-
-    def _records(self) -> list[Record]:
-        """Every child record (for disowning after a fork)."""
-        raise NotImplementedError
-
-    def _disown_after_fork(self) -> None:
-        """In a forked child: this supervisor belongs to the parent. Stop pretending."""
-        if self._state not in ("starting", "running", "stopping"):
-            return
-        self._forked = True
-        self._end_reason = "forked"
-        self._state = "stopped"
-        self._report = StopReport(self._path, "forked")
-        gevent.get_hub().loop.run_callback(self._kill_after_fork)
-
-    def _kill_after_fork(self) -> None:
-        # A hub callback in the forked child: kill the inherited greenlets, say so once.
-        killed = 0
-        for record in self._records():
-            greenlet = record.greenlet
-            record.greenlet = None
-            record.status = "terminated"
-            if greenlet is not None and not greenlet.dead:
-                # We are in the hub: throw now, ahead of anything that could resume it.
-                with contextlib.suppress(BaseException):
-                    greenlet.throw(GreenletExit)
-                killed += 1
-        manager = self._manager
-        if manager is not None and not manager.dead:
-            manager.kill(block=False)
-        self._emit.emit("warning", "supervisor_forked", pid=os.getpid(), workers=killed)
-        while self._control:
-            self._control.popleft().result.set_exception(
-                SupervisorNotRunningError(self._name, "stopped", "serve this request")
-            )
-        self._done.set()
-
-    def _wake(self) -> None:
-        """Wake the manager (a request, a stop, readiness, a manual clock moving)."""
-        if self._state in ("starting", "running", "stopping"):
-            self._mailbox.put_nowait(WAKE)
-            self._poke()
-
-    def _defer(self, item: Any) -> None:
-        """Keep an exit for the main loop (it arrived while waiting for another). Indexed
-        by record, so waiting for one child's exit never scans the others'."""
-        record = item[0]
-        items = self._deferred_of.get(record)
-        if items is None:
-            items = self._deferred_of[record] = deque()
-        items.append(item)
-        self._deferred.append(record)
-
-    def _undefer(self) -> Any:
-        """The oldest deferred exit, or ``None`` if it was already taken by a wait."""
-        record = self._deferred.popleft()
-        items = self._deferred_of.get(record)
-        if not items:
-            self._deferred_of.pop(record, None)
-            return None
-        item = items.popleft()
-        if not items:
-            del self._deferred_of[record]
-        return item
-
-    def _serve(self, request: _Request) -> None:
-        try:
-            value = request.fn()
-        except StartFailed as failure:
-            request.result.set_exception(failure.error)
-        except Exception as exc:  # the caller gets it
-            request.result.set_exception(exc)
-        else:
-            request.result.set(value)
-
-    def _next_event(self, deadline: float | None) -> Any:
-        """The next mailbox item, or ``None`` once *deadline* (monotonic) has passed (at or
-        past it: only what is already queued). Waits by parking the manager (`_park`)."""
-        queue = self._mailbox.queue
-        while not queue:
-            if deadline is None:
-                self._park(None)
-                continue
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                return None
-            self._park(remaining)
-        return queue.popleft()
-
-    def _park(self, timeout: float | None) -> None:
-        """
-        Wait, in the manager, until something is posted (or *timeout* seconds pass).
-
-        The manager does not wait in ``mailbox.get()``: waking a queue's getter costs gevent
-        a callback and a waiter of its own. It parks in the hub instead, and whoever posts
-        while it is parked (`_poke`, or a worker's inline check of ``pulse``) schedules
-        `_resume`: one loop callback, and the queue's puts stay cheap.
-        """
-        if self._mailbox.queue:
-            return
-        timer = None
-        if timeout is not None:
-            timer = self._hub.loop.timer(max(timeout, 0.0))
-            timer.start(self._resume)
-        self._parked = True
-        self._pulse[1] = 1
-        try:
-            self._hub.switch()
-        finally:
-            self._parked = False
-            self._pulse[1] = 0
-            if timer is not None:
-                timer.close()
-
-    def _resume(self) -> None:
-        # A hub callback (or timer): switch back into the manager if it is still parked.
-        if self._parked:
-            self._parked = False
-            assert self._manager is not None
-            self._manager.switch()
-
-    def _poke(self) -> None:
-        """After posting: wake the manager if it is parked (at most one wake-up queued)."""
-        pulse = self._pulse
-        if pulse[1]:
-            pulse[1] = 0
-            pulse[2]()
-
-    def _finish(self, state: str) -> None:
-        # Record exits that arrived while stopping (late exits of unstopped children).
-        while self._deferred:
-            item = self._undefer()
-            if item is not None:
-                self._on_exit(*item)
-        queue = self._mailbox.queue
-        while queue:
-            item = queue.popleft()
-            if item is not WAKE:
-                self._on_exit(*item)
-        item = None
-        self._end_batch()
-        self._flush_storms(True)
-        reason = self._end_reason or "shutdown"
-        self._report = StopReport(self._path, reason, tuple(self._unstopped))
-        self._state = state
-        level = (
-            "info"
-            if reason in ("shutdown", "auto_shutdown")
-            else "critical"
-            if reason == "manager_crashed"
-            else "error"
+    def _give_up(self, record: ExitRecord) -> None:
+        in_window = self._intensity.in_window
+        limit = self._intensity.max_restarts
+        assert not isinstance(limit, _Unlimited)
+        self._error = RestartIntensityExceeded(
+            self._path, limit, self._config.period, in_window or 0, record
         )
-        self._emit.emit(level, "supervisor_stopped", reason=reason, unstopped=len(self._unstopped))
+        self._reporter.gave_up(record, limit, self._config.period, in_window)
+        self._end("restart_intensity_exceeded")
+
+    def _late_exit(self, record: Record, incarnation: int, reason: str) -> None:
+        """An exit of an incarnation that was already accounted for, or abandoned."""
+        if record.abandoned and record.abandoned == incarnation:
+            record.abandoned = 0
+            if record.abandoned_greenlet is not None:
+                self._retirees.append(record.abandoned_greenlet)
+                record.abandoned_greenlet = None
+            self._zombies -= 1
+            self._reporter.late_exit(record.id, incarnation, reason)
+        else:
+            self._reporter.exit_ignored(record.id, incarnation)
+
+    def _finish(self) -> None:
+        self._reporter.summaries(self._config.clock(), flush=True)
+        reason = self._end_reason or "shutdown"
+        self._report = StopReport(self._path, reason, tuple(self._stopper.unstopped))
+        final: SupervisorState = FAILED if self._error is not None else STOPPED
+        self._reporter.stopped(reason, len(self._stopper.unstopped))
         _fork.forget(self)
         while self._control:
             self._control.popleft().result.set_exception(
-                SupervisorNotRunningError(self._name, state, "serve this request")
+                SupervisorNotRunningError(self._name, final, "serve this request")
             )
-        self._done.set()
-
-    # ------------------------------------------------------------------ exit events
-
-    def _log_exit(
-        self,
-        child: Record,
-        incarnation: int,
-        kind: ExitKind,
-        exc: BaseException | None,
-        action: str,
-        restart: str,
-        routine: str = "info",
-        damp: bool = True,
-    ) -> bool:
-        """
-        Log ``child_exited``; a crash is damped by the storm filter. Returns whether it was
-        logged in full (its ``child_restarted`` should be logged too).
-
-        *routine* is the level of non-crash exits (pools log them at ``debug``); *damp*
-        ``False`` logs a crash in full without consulting the storm filter (the caller did).
-        """
-        emit = self._emit
-        reason = REASON[kind]
-        if kind is ExitKind.HEARTBEAT_MISSED:
-            return self._log_heartbeat_exit(child, incarnation, action, restart, damp)
-        if exc is None or (kind not in ABNORMAL_KINDS and kind is not ExitKind.INTERRUPTED):
-            emit.emit(
-                routine,
-                "child_exited",
-                child_id=child.id,
-                incarnation=incarnation,
-                reason=reason,
-                restart=restart,
-                action=action,
-            )
-            return True
-        storms = self._storms
-        if damp and storms.interval is not None and kind is not ExitKind.INTERRUPTED:
-            verdict = storms.admit_crash(exc, self._clock())
-            if verdict != 1:
-                if verdict == 2:
-                    storms.sample(crash_kind(exc), child.id, incarnation, error_text(exc))
-                if emit.has_subscribers:
-                    emit.deliver(
-                        "error",
-                        "child_exited",
-                        {
-                            "child_id": child.id,
-                            "incarnation": incarnation,
-                            "reason": reason,
-                            "restart": restart,
-                            "action": action,
-                            "error": error_text(exc),
-                            "exc_info": exc,
-                            "summarized": True,
-                        },
-                    )
-                return False
-        emit.emit(
-            "error" if kind in ABNORMAL_KINDS else "warning",
-            "child_exited",
-            child_id=child.id,
-            incarnation=incarnation,
-            reason=reason,
-            restart=restart,
-            action=action,
-            error=error_text(exc),
-            exc_info=exc,
-        )
-        return True
-
-    def _log_heartbeat_exit(
-        self, child: Record, incarnation: int, action: str, restart: str, damp: bool
-    ) -> bool:
-        # Killed by greenkeep for missing its heartbeat: the reason says so, and there is no
-        # exception of the worker's own to attach.
-        fields: dict[str, Any] = {
-            "child_id": child.id,
-            "incarnation": incarnation,
-            "reason": "heartbeat_missed",
-            "restart": restart,
-            "action": action,
-            "error": "heartbeat missed",
-        }
-        storms = self._storms
-        if damp and storms.interval is not None:
-            kind_key = (ExitKind, 0, 0)  # one storm kind for every heartbeat miss
-            if not storms.admit(kind_key, self._clock()):
-                if storms.needs_sample(kind_key):
-                    storms.sample(kind_key, child.id, incarnation, "heartbeat missed")
-                if self._emit.has_subscribers:
-                    self._emit.deliver("error", "child_exited", {**fields, "summarized": True})
-                return False
-        self._emit.emit("error", "child_exited", **fields)
-        return True
-
-    def _flush_storms(self, flush: bool) -> None:
-        for summary in self._storms.due(self._clock(), flush):
-            self._emit.emit(
-                "warning",
-                "exits_summarized",
-                error_type=summary.error_type,
-                location=summary.location,
-                count=summary.count,
-                total=summary.total,
-                sample_child_id=summary.sample_child_id,
-                sample_incarnation=summary.sample_incarnation,
-                sample_error=summary.sample_error,
-                storm_ended=summary.ended,
-                interval=self._storms.interval,
-            )
-
-    def _ignored_exit(self, child: Record, incarnation: int, exc: BaseException | None) -> None:
-        """An exit of an incarnation that was already accounted for (or abandoned)."""
-        if child.abandoned and child.abandoned == incarnation:
-            # An unstopped incarnation we stopped waiting for has ended after all.
-            child.abandoned = 0
-            if child.abandoned_greenlet is not None:
-                self._retirees.append(child.abandoned_greenlet)
-                child.abandoned_greenlet = None
-            self._emit.emit(
-                "info",
-                "child_exited",
-                child_id=child.id,
-                incarnation=incarnation,
-                reason=REASON[classify(exc, True)],
-                restart="",
-                action="none",
-                late=True,
-            )
-        else:
-            self._emit.emit("debug", "exit_ignored", child_id=child.id, incarnation=incarnation)
-
-    def _give_up(self, child: Record, record: ExitRecord) -> None:
-        in_window = self._intensity.in_window
-        self._error = RestartIntensityExceeded(
-            self._path,
-            self._intensity.max_restarts,  # type: ignore[arg-type]
-            self._period,
-            in_window if in_window is not None else 0,
-            record,
-        )
-        self._emit.emit(
-            "critical",
-            "restart_intensity_exceeded",
-            child_id=child.id,
-            incarnation=record.incarnation,
-            reason=record.reason,
-            error=record.error,
-            max_restarts=self._intensity.max_restarts,
-            period=self._period,
-            restarts_in_period=in_window,
-        )
-        self._end_reason = "restart_intensity_exceeded"
-
-    # ------------------------------------------------------------------ stopping
-
-    def _request_stop(self, child: Record, cap: float | None, policy: ShutdownPolicy) -> bool:
-        """Ask one running child to stop; return whether it gets a cooperative phase."""
-        greenlet = child.greenlet
-        assert greenlet is not None
-        if not greenlet.dead and child.ran != -child.incarnation:
-            # Not exited yet (else its own exit is already posted, and keeps its reason).
-            child.stop_requested = True
-        child.stop_deadline = policy_deadline(policy, time.monotonic(), cap)
-        event = child.stop_event
-        if event is not None:
-            event.set()
-        cooperative = event is not None and policy is not Shutdown.BRUTAL
-        if not cooperative:
-            kill(greenlet)
-        return cooperative
-
-    def _stop_records(
-        self,
-        records: Sequence[Record],
-        policy_of: Callable[[Record], ShutdownPolicy],
-        cap: float | None,
-    ) -> None:
-        """
-        Stop *records* together: stop signals (and ``GreenletExit`` where there is no
-        cooperative phase) go to all at once, then each is waited for until its own
-        deadline. Children that outlive their bound are reported unstopped.
-        """
-        started = time.monotonic()
-        pending: dict[Record, int] = {}
-        cooperative: list[Record] = []
-        for record in records:
-            if record.greenlet is None:
-                continue
-            if self._request_stop(record, cap, policy_of(record)):
-                cooperative.append(record)
-            pending[record] = record.incarnation
-        if any(policy_of(r) is Shutdown.BRUTAL for r in pending):
-            gevent.sleep(0)  # let the kills land
-        self._await_exits(pending, lambda r: r.stop_deadline)
-        if cooperative:
-            late = [r for r in cooperative if r in pending]
-            for record in late:
-                assert record.greenlet is not None
-                kill(record.greenlet)
-            if late:
-                gevent.sleep(0)
-                now = time.monotonic()
-                self._await_exits(pending, lambda r: now)
-        for record, incarnation in pending.items():
-            self._abandon(record, incarnation, time.monotonic() - started, policy_of(record))
-
-    def _await_exits(
-        self, pending: dict[Record, int], deadline_of: Callable[[Record], float | None]
-    ) -> None:
-        """
-        Handle exits until every record in *pending* has exited (and is removed from it) or
-        the latest of their deadlines (capped by a stop's overall deadline) has passed.
-        Exits of other children are deferred to the main loop. O(len(pending) + exits).
-        """
-        deferred_of = self._deferred_of
-        if deferred_of:
-            for record in list(pending):
-                items = deferred_of.get(record)
-                if items:
-                    for item in [i for i in items if i[1] == pending[record]]:
-                        items.remove(item)  # its entry in the order queue is skipped later
-                        self._on_exit(*item)
-        for record in [r for r, inc in pending.items() if not self._running(r, inc)]:
-            del pending[record]
-        try:
-            self._await_loop(pending, deadline_of)
-        finally:
-            self._end_batch()  # retire what exited
-
-    def _await_loop(
-        self, pending: dict[Record, int], deadline_of: Callable[[Record], float | None]
-    ) -> None:
-        latest = self._latest_deadline(pending, deadline_of)
-        while pending:
-            item = self._next_event(latest)  # at or past the deadline: only what is queued
-            if item is None:
-                return
-            if item is WAKE:  # perhaps a stop(timeout) that tightens the wait
-                latest = self._latest_deadline(pending, deadline_of)
-                continue
-            record = item[0]
-            if pending.get(record) == item[1]:
-                self._on_exit(*item)
-                if not self._running(record, item[1]):
-                    del pending[record]
+        if not self._started.ready():
+            failure = self._start_error or self._error
+            if failure is not None:
+                self._started.set_exception(failure)
             else:
-                self._defer(item)
+                self._started.set(None)
+        if not self._zombies:
+            self._state = final
+            self._done.set()
+            return
+        self._done.set()  # the stop is over; the state says "stopping" while they run
+        self._linger()
+        self._state = final
+
+    def _linger(self) -> None:
+        # Stopped, but children reported unstopped still run: handle their late exits
+        # until the last one has ended.
+        handle = self._handle_exit
+        while self._zombies > 0:
+            item = self._mailbox.receive(None)
+            if type(item) is tuple:
+                handle(*item)
             item = None
+            self._end_batch()
 
-    def _latest_deadline(
-        self, pending: dict[Record, int], deadline_of: Callable[[Record], float | None]
-    ) -> float | None:
-        cap = self._stop_deadline
-        latest: float | None = time.monotonic()
-        for record in pending:
-            deadline = deadline_of(record)
-            if cap is not None:
-                deadline = cap if deadline is None else min(deadline, cap)
-            if deadline is None:
-                return None
-            if deadline > latest:  # type: ignore[operator]
-                latest = deadline
-        return latest
+    def _after_fork(self) -> None:
+        """In a forked child process (synchronously, right after the fork): this run belongs
+        to the parent. No worker of it ever runs here, and introspection says so."""
+        if self._state in (NEW, STOPPED, FAILED) and not self._zombies:
+            return
+        self._forked = True
+        channel = self._mailbox.channel
+        channel.halted = channel.forked = True
+        alive = self._disown()
+        self._end_reason = self._end_reason or "forked"
+        self._state = STOPPED
+        self._report = StopReport(self._path, "forked")
+        while self._control:
+            self._control.popleft().result.set_exception(
+                SupervisorNotRunningError(self._name, STOPPED, "serve this request")
+            )
+        if not self._started.ready():
+            self._started.set(None)
+        self._done.set()
+        gevent.get_hub().loop.run_callback(self._reporter.forked, alive)
 
-    @staticmethod
-    def _running(record: Record, incarnation: int) -> bool:
-        return record.greenlet is not None and record.incarnation == incarnation
+    def _disown(self) -> int:
+        raise NotImplementedError
 
-    def _abandon(
-        self, record: Record, incarnation: int, waited: float, policy: ShutdownPolicy
-    ) -> None:
-        record.abandoned = incarnation
-        record.abandoned_greenlet = record.greenlet
-        record.greenlet = None
-        self._abandoned(record)
-        self._unstopped.append(Unstopped(self._path, record.id, incarnation, waited))
-        self._emit.emit(
-            "warning",
-            "child_unstopped",
-            child_id=record.id,
-            incarnation=incarnation,
-            waited=round(waited, 6),
-            shutdown=policy.value if isinstance(policy, Shutdown) else policy,
-        )
 
-    def _abandoned(self, record: Record) -> None:
-        """Hook: *record*'s incarnation was given up on (unstopped)."""
-
-    def _collect_sub_report(self, record: Record) -> None:
-        report = record.sub_report
-        if report is not None and report.unstopped:
-            self._unstopped.extend(report.unstopped)
-        record.sub_report = None
+def _earliest(a: float | None, b: float | None) -> float | None:
+    if a is None:
+        return b
+    if b is None:
+        return a
+    return min(a, b)

@@ -4,14 +4,15 @@
 
 Per crash the manager does O(1) work: the worker's record is found through the exit itself,
 the restart window keeps only the last ``max_restarts + 1`` timestamps, crash-storm damping is
-one dict lookup, and nothing scans the workers. Exits are drained in batches; in *reuse*
-mode one loop callback resumes every worker restarted in a batch.
+one dict lookup (or none: a worker whose kind is being summarized posts its storm), and
+nothing scans the workers. Exits are drained in batches; one loop callback starts (fresh
+mode) or resumes (reuse mode) every worker restarted in a batch.
 """
 
 from __future__ import annotations
 
 import enum
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 import gevent
@@ -19,38 +20,29 @@ import gevent.event
 from greenlet import getcurrent as _getcurrent
 
 from greenkeep._backoff import Backoff
+from greenkeep._check import check_choice, check_timeout
+from greenkeep._config import make_config
 from greenkeep._errors import InvalidArgumentError, InvalidSpecError, SpecProblem
 from greenkeep._events import EventLogger, Subscriber
-from greenkeep._exits import (
-    ABNORMAL_KINDS,
-    REASON,
-    Decision,
-    ExitKind,
-    ExitRecord,
-    classify,
-    decide,
-)
+from greenkeep._exits import ABNORMAL_KINDS, REASON, ExitKind, ExitRecord, classify
 from greenkeep._heartbeat import HeartbeatMonitor
-from greenkeep._intensity import RestartIntensity, _Unlimited
-from greenkeep._manager import Manager, Record, check_timeout, child_state
+from greenkeep._intensity import _Unlimited
+from greenkeep._manager import Manager
+from greenkeep._ops import Op
+from greenkeep._records import Record
 from greenkeep._render import error_text
 from greenkeep._reports import ChildCounts, ChildInfo
-from greenkeep._spec import ChildSpec, Restart, Shutdown
-from greenkeep._storm import crash_kind, describe
-from greenkeep._worker import create, kill, resume, spare, start, start_now, start_spare
+from greenkeep._rules import Action, child_state, plan_exit
+from greenkeep._snapshot import charged
+from greenkeep._spec import ChildSpec, Restart, Shutdown, ShutdownPolicy
+from greenkeep._states import DELAYED, NEW, RUNNING, STOPPING, TERMINATED
+from greenkeep._storm import Storm, describe
+from greenkeep._worker import create, disown, kill, resume, spare, start, start_now, start_spare
 
 __all__ = ["RestartMode", "WorkerHandle", "WorkerPool"]
 
 #: The default restart budget of a pool, per worker and window.
 RESTARTS_PER_WORKER = 3
-
-_INTERRUPTED = ExitKind.INTERRUPTED
-_ABNORMAL = ExitKind.ABNORMAL
-_SHUTDOWN = ExitKind.SHUTDOWN
-_NORMAL = ExitKind.NORMAL
-_HEARTBEAT_MISSED = ExitKind.HEARTBEAT_MISSED
-_RESTART = Decision.RESTART
-_ACTION = {d: d.value for d in Decision}
 
 
 class RestartMode(str, enum.Enum):
@@ -65,24 +57,6 @@ class RestartMode(str, enum.Enum):
     REUSE = "reuse"
 
 
-class CrashElided(Exception):
-    """
-    Stands in for a crash a worker posted as its kind alone (its kind was being summarized,
-    so its exception was freed at once), where an exception is still needed.
-    """
-
-    def __init__(self, kind: Any) -> None:
-        self.kind = kind
-        name = describe(kind)[0]
-        super().__init__(f"{name} (details elided: this kind of crash was being summarized)")
-
-
-def _error_of(exc: Any) -> str:
-    if type(exc) is tuple:
-        return f"{describe(exc)[0]} (details elided)"
-    return error_text(exc)
-
-
 class _Worker(Record):
     __slots__ = ("last_reason", "live", "waiters")
 
@@ -91,6 +65,16 @@ class _Worker(Record):
         self.live = 0  # the incarnation running now, 0 if none
         self.last_reason: str | None = None
         self.waiters: dict[int, gevent.event.Event] | None = None
+
+
+def _crash_record(worker_id: int, incarnation: int, exc: Any, now: float) -> ExitRecord:
+    # The rendered crash that made the pool give up (a posted storm keeps its kind only).
+    if type(exc) is Storm:
+        name = describe(exc.kind, exc.code)[0]
+        return ExitRecord(
+            worker_id, incarnation, "abnormal", f"{name} (message not kept)", None, now
+        )
+    return ExitRecord.of(worker_id, incarnation, ExitKind.ABNORMAL, exc, now, True)
 
 
 class WorkerHandle:
@@ -187,9 +171,9 @@ class WorkerPool(Manager):
         random: Callable[[], float] | None = None,
     ) -> None:
         problems: list[SpecProblem] = []
-        self._scaled_budget = max_restarts is None
-        super().__init__(
-            random_source=random,
+        config = make_config(
+            "pool",
+            problems,
             name=name,
             max_restarts=RESTARTS_PER_WORKER if max_restarts is None else max_restarts,
             period=period,
@@ -197,16 +181,12 @@ class WorkerPool(Manager):
             subscribers=subscribers,
             clock=clock,
             log_summary_interval=log_summary_interval,
-            problems=problems,
+            random_source=random,
         )
-        owner = self._owner
+        owner = config.owner
         if isinstance(size, bool) or not isinstance(size, int) or size < 0:
             problems.append(SpecProblem(owner, "size", "an int >= 0", size))
-        try:
-            mode_e: RestartMode | None = RestartMode(mode)
-        except ValueError:
-            problems.append(SpecProblem(owner, "mode", "'fresh' or 'reuse'", mode))
-            mode_e = None
+        mode_e = check_choice(RestartMode, mode, owner, "mode", problems)
         spec: ChildSpec | None = None
         try:  # the per-worker fields are validated as a child spec would be
             spec = ChildSpec(
@@ -224,44 +204,41 @@ class WorkerPool(Manager):
         if problems:
             raise InvalidSpecError(problems)
         assert spec is not None and mode_e is not None
+        self._scaled_budget = max_restarts is None
         self._spec = spec
         self._restart_type = spec.restart
-        self._decisions = {kind: decide(spec.restart, kind) for kind in ExitKind}
         self._restart_value = spec.restart.value
         self._mode = mode_e
         self._reuse = mode_e is RestartMode.REUSE
-        self._limited = not isinstance(self._max_restarts, _Unlimited)
-        # The straight path of _on_exit: a crash restarts at once, storms are summarized.
+        self._limited = not isinstance(config.max_restarts, _Unlimited)
+        # The straight path of _handle_exit: a crash restarts at once, storms are summarized.
         self._fast = (
             spec.restart is not Restart.TEMPORARY
             and spec.heartbeat is None
             and spec.backoff is None
-            and self._log_summary_interval is not None
+            and config.log_summary_interval is not None
         )
         self._size = size
         self._heartbeat = spec.heartbeat
         self._backoff = spec.backoff
-        self._workers: list[_Worker] = []
         self._spare: Any = None  # fresh mode: a greenlet started ahead, for an isolated restart
-        self._resumes: list[Any] = []  # parked greenlets to run their next incarnation
-        self._starts: list[Any] = []  # new greenlets to start
-        self._monitor: HeartbeatMonitor | None = None
-        self._apply_budget()
+        super().__init__(config)
 
-    def _apply_budget(self) -> None:
+    def _max_restarts(self) -> int | _Unlimited:
         if self._scaled_budget:
-            self._max_restarts = max(RESTARTS_PER_WORKER, RESTARTS_PER_WORKER * self._size)
+            return max(RESTARTS_PER_WORKER, RESTARTS_PER_WORKER * self._size)
+        return self._config.max_restarts
 
     def _reset(self) -> None:
         super()._reset()
-        self._storm_of = self._storms._storms  # the straight path reads it directly
-        self._workers = []
-        self._resumes = []
-        self._starts = []
-        self._monitor = None
-        heartbeat = getattr(self, "_heartbeat", None)
-        if heartbeat is not None:
-            self._monitor = HeartbeatMonitor(heartbeat, self._clock())
+        self._storm_of = self._reporter.storms.by_kind  # the straight path reads it directly
+        self._workers: list[_Worker] = []
+        self._resumes: list[Any] = []  # parked greenlets to run their next incarnation
+        self._starts: list[Any] = []  # new greenlets to start
+        self._active = 0  # workers with a live incarnation
+        self._monitor: HeartbeatMonitor | None = None
+        if self._heartbeat is not None:
+            self._monitor = HeartbeatMonitor(self._heartbeat, self._config.clock())
             self._monitors.append(self._monitor)
 
     # ------------------------------------------------------------------ introspection
@@ -279,7 +256,7 @@ class WorkerPool(Manager):
     @property
     def max_restarts(self) -> int | _Unlimited:
         """The current restart budget per window."""
-        return self._max_restarts
+        return self._intensity.max_restarts if self._state != NEW else self._max_restarts()
 
     def worker(self, worker_id: int) -> WorkerHandle:
         """
@@ -299,33 +276,41 @@ class WorkerPool(Manager):
         return WorkerHandle(record, record.incarnation)
 
     def which_children(self) -> list[ChildInfo]:
-        """Every worker, by id. O(size); never blocks."""
-        restart = self._spec.restart.value
-        return [
-            ChildInfo(
-                w.id,
-                w.status,
-                w.incarnation,
-                w.restarts,
-                restart,
-                "worker",
-                None
-                if w.last_reason is None
-                else ExitRecord(w.id, w.incarnation, w.last_reason, None),
-            )
-            for w in self._workers
-        ]
+        """Every worker, by id. O(size), charged to the caller as `snapshot` is."""
+        restart = self._restart_value
+
+        def build() -> list[ChildInfo]:
+            return [
+                ChildInfo(
+                    w.id,
+                    w.status,
+                    w.incarnation,
+                    w.restarts,
+                    restart,
+                    "worker",
+                    None
+                    if w.last_reason is None
+                    else ExitRecord(w.id, w.incarnation, w.last_reason, None),
+                )
+                for w in self._workers
+            ]
+
+        return charged(build)
 
     def count_children(self) -> ChildCounts:
-        """OTP's ``count_children`` (one spec). Never blocks."""
-        active = sum(1 for w in self._workers if w.live)
-        return ChildCounts(specs=1, active=active, supervisors=0, workers=len(self._workers))
+        """OTP's ``count_children`` (one spec). O(1); never blocks."""
+        return ChildCounts(specs=1, active=self._active, supervisors=0, workers=len(self._workers))
 
-    def _snapshot_fields(self) -> dict[str, Any]:
-        return {"strategy": "simple_one_for_one", "mode": self._mode.value, "size": self._size}
+    def snapshot(self) -> dict[str, Any]:
+        """As `Supervisor.snapshot`: the pool and every worker. O(size), charged to the
+        caller (a call that worked for more than a millisecond yields for twice as long)."""
+        return charged(self._build_snapshot)
 
-    def _snapshot_children(self, now: float) -> list[dict[str, Any]]:
-        return [
+    def _build_snapshot(self) -> dict[str, Any]:
+        now = self._config.clock()
+        snap = self._header(now)
+        snap.update(strategy="simple_one_for_one", mode=self._mode.value, size=self._size)
+        snap["children"] = [
             {
                 "id": w.id,
                 "type": "worker",
@@ -337,6 +322,7 @@ class WorkerPool(Manager):
             }
             for w in self._workers
         ]
+        return snap
 
     def __repr__(self) -> str:
         return (
@@ -350,8 +336,9 @@ class WorkerPool(Manager):
         Grow or shrink the pool to *size* workers while it runs.
 
         Growing starts workers with the next ids. Shrinking stops the workers with the
-        highest ids (the newest slots), together, by the shutdown policy, and removes them.
-        A budget that follows the size (the default) follows it.
+        highest ids (the newest slots), together, by the shutdown policy, and removes them;
+        the other workers go on restarting meanwhile. A budget that follows the size (the
+        default) follows it.
 
         Raises:
             InvalidArgumentError: If *size* is not an int >= 0.
@@ -363,91 +350,60 @@ class WorkerPool(Manager):
 
     # ================================================================== the manager
 
-    def _records(self) -> list[Record]:
-        return list(self._workers)
+    def _records(self) -> Iterator[Record]:
+        return iter(list(self._workers))
 
     def _started_fields(self) -> dict[str, object]:
         return {"strategy": "simple_one_for_one", "children": self._size, "mode": self._mode.value}
 
-    def _start_children(self) -> None:
+    def _policy_of(self, record: Record) -> ShutdownPolicy:
+        return self._spec.shutdown
+
+    def _start_op(self) -> Op:
         self._hub = gevent.get_hub()
         if not self._reuse:
             self._spare = spare(self._hub)
         self._add_workers(self._size)
         self._end_batch()
+        yield from ()
 
     def _add_workers(self, count: int) -> None:
-        post = self._mailbox.put_nowait
+        channel = self._mailbox.channel
         spec = self._spec
         monitor = self._monitor
         starts = self._starts
-        # Crashes of a kind being summarized may be posted as their kind alone, unless
-        # subscribers want every exception.
-        damped = self._storm_of if self._fast and not self._emit.has_subscribers else None
+        now = self._config.clock()
         first = len(self._workers)
         for worker_id in range(first, first + count):
             record = _Worker(
                 worker_id,
-                self,
                 spec.target,
                 (worker_id, *spec.args),
                 spec.kwargs,
-                post,
+                channel,
                 self._context,
             )
             self._workers.append(record)
             record.reusable = self._reuse
-            record.damped = damped
             record.incarnation = record.live = 1
-            record.status = "running"
-            record.started_at = self._clock()
+            record.status = RUNNING
+            record.started_at = now
             record.greenlet = greenlet = create(record, 1, self._hub)
             starts.append(greenlet)
             if monitor is not None:
                 monitor.started(record)
+        self._active += count
 
-    def _do_resize(self, size: int) -> None:
-        current = len(self._workers)
-        if size > current:
-            self._size = size
-            self._apply_budget()
-            self._resize_window()
-            self._add_workers(size - current)
-            self._end_batch()
-        elif size < current:
-            leaving = self._workers[size:]
-            for worker in leaving:
-                if worker.status == "delayed":  # cancel their pending restarts
-                    worker.status = "terminated"
-                    self._park_or_drop(worker)
-            self._stop_records(
-                [w for w in reversed(leaving) if w.live], lambda r: self._spec.shutdown, None
-            )
-            self._end_batch()
-            del self._workers[size:]
-            self._size = size
-            self._apply_budget()
-            self._resize_window()
-        self._emit.emit("info", "pool_resized", size=size, previous=current)
-
-    def _resize_window(self) -> None:
-        old = self._intensity
-        new = RestartIntensity(self._max_restarts, self._period)
-        for stamp in old._times:
-            new.record(stamp)
-        new.total = old.total
-        self._intensity = new
-
-    def _on_exit(self, worker: _Worker, incarnation: int, exc: Any) -> None:
+    def _handle_exit(self, worker: _Worker, incarnation: int, exc: Any) -> None:
         """
         Handle one posted exit: the hot path, O(1). *exc* is what the incarnation raised,
-        ``None`` if it returned, or a crash kind (a tuple) when the worker posted a crash of a
-        kind being summarized without its exception.
+        ``None`` if it returned, or the `Storm` of its kind (the worker counted itself in).
 
         The common case of a crash storm, an ``Exception`` that restarts a worker at once
         while its kind is already being summarized in the log, takes the straight path
-        below; everything else (and the same thing, when it is not that common case) goes
-        through `_on_exit_general`.
+        below: the rules of `greenkeep._rules.plan_exit` for that case, inline (a call to
+        them costs more than the rest; a test checks that both agree). Everything else goes
+        through `_general`.
         """
         if (
             self._fast
@@ -455,30 +411,32 @@ class WorkerPool(Manager):
             and worker.live == incarnation
             and not worker.stop_requested
             and worker.waiters is None
-            and worker.status == "running"
+            and worker.status is RUNNING
             and self._end_reason is None
         ):
             storm = None
-            if type(exc) is tuple:  # a crash the worker posted as its kind alone
-                storm = self._storm_of.get(exc)
+            if type(exc) is Storm:  # a crash the worker posted as its storm (counted)
+                storm = exc
             elif isinstance(exc, Exception):
                 tb = exc.__traceback__
                 if tb is not None:
-                    while tb.tb_next is not None:
+                    while tb.tb_next is not None:  # greenkeep._storm.crash_site, inlined
                         tb = tb.tb_next
                     storm = self._storm_of.get((type(exc), id(tb.tb_frame.f_code), tb.tb_lasti))
                     tb = None
             if storm is not None:
-                now = self._clock()
+                now = self._config.clock()
                 if self._limited and self._intensity.record(now):
-                    self._give_up_now(worker, incarnation, exc, now, storm)  # budget ran out
+                    self._give_up_now(worker, incarnation, exc, now)  # the budget ran out
                     return
                 worker.last_reason = "abnormal"
-                storm.count += 1  # (counts are summed into the total at each summary)
-                if storm.sample is None:
-                    storm.sample = (worker.id, incarnation, _error_of(exc))
-                if self._emit.has_subscribers:
-                    self._deliver_damped(worker, incarnation, _ABNORMAL, exc)
+                if storm is not exc:
+                    storm.count += 1  # (counts are summed into the total at each summary)
+                    if storm.sample is None:
+                        storm.sample = (worker.id, incarnation, error_text(exc))
+                reporter = self._reporter
+                if reporter.emitter.has_subscribers:
+                    reporter.summarized_exit(worker.id, incarnation, self._restart_value, exc)
                 incarnation += 1
                 worker.incarnation = worker.live = incarnation
                 worker.restarts += 1
@@ -491,118 +449,73 @@ class WorkerPool(Manager):
                         self._retirees.append(worker.greenlet)
                     worker.greenlet = greenlet = create(worker, incarnation, self._hub)
                     self._starts.append(greenlet)
-                if self._emit.has_subscribers:
-                    self._deliver_restarted(worker, incarnation)
+                if reporter.emitter.has_subscribers:
+                    reporter.restarted(
+                        worker.id, incarnation, self._intensity.in_window, logged=False
+                    )
                 return
-        if type(exc) is tuple:  # its kind stopped being summarized meanwhile (rare)
-            exc = CrashElided(exc)
-        self._on_exit_general(worker, incarnation, exc)
+        self._general(worker, incarnation, exc)
 
-    def _give_up_now(
-        self, worker: _Worker, incarnation: int, exc: Any, now: float, storm: Any
-    ) -> None:
+    def _give_up_now(self, worker: _Worker, incarnation: int, exc: Any, now: float) -> None:
         worker.live = 0
+        self._active -= 1
         worker.last_reason = "abnormal"
-        if type(exc) is tuple:  # posted as its kind alone: a sample of the kind stands in
-            error = storm.sample[2] if storm.sample else describe(exc, storm.code)[0]
-            record = ExitRecord(worker.id, incarnation, "abnormal", error, None, now)
-            exc = CrashElided(exc)
-        else:
-            record = ExitRecord.of(worker.id, incarnation, _ABNORMAL, exc, now, True)
-        self._not_restarted(worker, incarnation, _ABNORMAL, exc, "give_up")
-        self._give_up(worker, record)
+        self._not_restarted(worker, incarnation, ExitKind.ABNORMAL, exc, Action.GIVE_UP, now)
+        self._give_up(_crash_record(worker.id, incarnation, exc, now))
 
-    def _deliver_restarted(self, worker: _Worker, incarnation: int) -> None:
-        self._emit.deliver(
-            "info",
-            "child_restarted",
-            {
-                "child_id": worker.id,
-                "incarnation": incarnation,
-                "restarts_in_period": self._intensity.in_window,
-                "summarized": True,
-            },
-        )
-
-    def _on_exit_general(
-        self, worker: _Worker, incarnation: int, exc: BaseException | None
-    ) -> None:
-        """Every exit the straight path of `_on_exit` does not take."""
+    def _general(self, worker: _Worker, incarnation: int, exc: Any) -> None:
+        """Every exit the straight path of `_handle_exit` does not take."""
         if worker.live != incarnation:
-            self._ignored_exit(worker, incarnation, exc)
+            self._late_exit(worker, incarnation, REASON[classify(exc, True)])
             return
         worker.live = 0
-        stop_requested = worker.stop_requested
-        if exc is not None and not stop_requested and isinstance(exc, Exception):
-            kind = _ABNORMAL  # the common crash, without classify's other checks
-        else:
-            kind = classify(exc, stop_requested)
+        self._active -= 1
         if self._monitor is not None:
             self._monitor.ended(worker)
-            if worker.hb_missed == incarnation and kind is _NORMAL:
-                kind = _HEARTBEAT_MISSED  # our GreenletExit, not someone else's
+        now = self._config.clock()
+        plan = plan_exit(
+            self._restart_type,
+            exc,
+            stop_requested=worker.stop_requested,
+            heartbeat_killed=worker.hb_missed == incarnation,
+            stopping=worker.status is not RUNNING or self._end_reason is not None,
+            window=self._intensity,
+            now=now,
+            backoff=self._backoff,
+            attempt=worker.backoff_attempt,
+            uptime=now - worker.started_at,
+            uniform=self._config.random,
+        )
+        kind = plan.kind
         worker.last_reason = REASON[kind]
         if worker.waiters is not None and incarnation in worker.waiters:
             worker.waiters.pop(incarnation).set()
-        if kind is _INTERRUPTED:
-            if self._end_reason is None:
-                self._end_reason = "interrupted"
-            self._not_restarted(worker, incarnation, kind, exc, "stop_supervisor")
+        if plan.action is Action.GIVE_UP:
+            self._not_restarted(worker, incarnation, kind, exc, plan.action, now)
+            self._give_up(_crash_record(worker.id, incarnation, exc, now))
             return
-        if worker.status != "running" or self._end_reason is not None:
-            self._not_restarted(worker, incarnation, kind, exc, "none")
+        if plan.end is not None:
+            self._end(plan.end)
+        if plan.action is not Action.RESTART:
+            self._not_restarted(worker, incarnation, kind, exc, plan.action, now)
             return
-        decision = self._decisions[kind]
-        if decision is not _RESTART:
-            self._not_restarted(worker, incarnation, kind, exc, _ACTION[decision])
-            return
-        now = self._clock()
-        if self._limited and self._intensity.record(now):
-            record = ExitRecord.of(worker.id, incarnation, kind, exc, now, True)
-            self._not_restarted(worker, incarnation, kind, exc, "give_up")
-            self._give_up(worker, record)
-            return
-        emit = self._emit
-        if kind is _ABNORMAL and self._storms.interval is not None:
-            verdict = self._storms.admit_crash(exc, now)  # type: ignore[arg-type]
-            if verdict == 1:
-                logged = self._log_exit(
-                    worker, incarnation, kind, exc, "restart", self._restart_value, damp=False
-                )
-            else:
-                logged = False
-                if verdict == 2:
-                    self._storms.sample(
-                        crash_kind(exc),  # type: ignore[arg-type]
-                        worker.id,
-                        incarnation,
-                        error_text(exc),  # type: ignore[arg-type]
-                    )
-                if emit.has_subscribers:
-                    self._deliver_damped(worker, incarnation, kind, exc)
-        else:
-            logged = self._log_exit(
-                worker, incarnation, kind, exc, "restart", self._restart_value, "debug"
-            )
+        reporter = self._reporter
+        logged = reporter.child_exited(
+            worker.id, incarnation, kind, exc, "restart", self._restart_value, now, routine="debug"
+        )
         if self._backoff is not None:
-            attempt = self._backoff_attempt(worker, self._backoff, now)
+            worker.backoff_attempt = plan.attempt
             if not self._reuse:  # its parked greenlet retires; a new one comes after the delay
                 self._park_or_drop(worker)
-            self._schedule_restart(
-                worker, self._backoff.delay(attempt, self._random()), attempt, logged
-            )
+            worker.status = DELAYED
+            self._timers.delay(worker, now + plan.delay)
+            reporter.restart_delayed(worker.id, incarnation, plan.delay, plan.attempt, logged)
             return
         incarnation = self._relaunch(worker, now)
-        if logged:
-            emit.emit(
-                "info" if kind in ABNORMAL_KINDS else "debug",
-                "child_restarted",
-                child_id=worker.id,
-                incarnation=incarnation,
-                restarts_in_period=self._intensity.in_window,
-            )
-        elif emit.has_subscribers:
-            self._deliver_restarted(worker, incarnation)
+        level = "info" if kind in ABNORMAL_KINDS else "debug"
+        reporter.restarted(
+            worker.id, incarnation, self._intensity.in_window, level=level, logged=logged
+        )
 
     def _relaunch(self, worker: _Worker, now: float) -> int:
         """Run *worker*'s next incarnation; return its number."""
@@ -611,7 +524,9 @@ class WorkerPool(Manager):
         worker.restarts += 1
         worker.started_at = now
         worker.stop_event = None
-        worker.status = "running"
+        worker.stop_requested = False
+        worker.status = RUNNING
+        self._active += 1
         if self._reuse:
             self._resumes.append(worker.greenlet)
         else:
@@ -623,68 +538,38 @@ class WorkerPool(Manager):
             self._monitor.started(worker)
         return incarnation
 
-    def _restart_delayed(self, record: Record) -> None:
-        assert isinstance(record, _Worker)
-        if record.status != "delayed":
+    def _restart_due(self, record: _Worker) -> None:
+        if record.status != DELAYED:
             return  # cancelled (stop, shrink)
-        incarnation = self._relaunch(record, self._clock())
-        self._emit.emit(
-            "info",
-            "child_restarted",
-            child_id=record.id,
-            incarnation=incarnation,
-            restarts_in_period=self._intensity.in_window,
-        )
-
-    def _deliver_damped(
-        self, worker: _Worker, incarnation: int, kind: ExitKind, exc: BaseException | None
-    ) -> None:
-        self._emit.deliver(
-            "error",
-            "child_exited",
-            {
-                "child_id": worker.id,
-                "incarnation": incarnation,
-                "reason": REASON[kind],
-                "restart": self._restart_value,
-                "action": "restart",
-                "error": None if exc is None else error_text(exc),
-                "exc_info": exc,
-                "summarized": True,
-            },
-        )
+        incarnation = self._relaunch(record, self._config.clock())
+        self._reporter.restarted(record.id, incarnation, self._intensity.in_window)
 
     def _not_restarted(
         self,
         worker: _Worker,
         incarnation: int,
         kind: ExitKind,
-        exc: BaseException | None,
-        action: str,
+        exc: Any,
+        action: Action,
+        now: float,
     ) -> None:
-        if kind is _SHUTDOWN:
-            # Workers the pool stops itself (stop, shrink): counted in supervisor_stopped and
-            # pool_resized, not logged one by one; subscribers still see each.
-            if self._emit.has_subscribers:
-                self._emit.deliver(
-                    "debug",
-                    "child_exited",
-                    {
-                        "child_id": worker.id,
-                        "incarnation": incarnation,
-                        "reason": REASON[kind],
-                        "restart": self._restart_value,
-                        "action": action,
-                    },
-                )
-        else:
-            self._log_exit(worker, incarnation, kind, exc, action, self._restart_value, "debug")
+        # Workers the pool stops itself (stop, shrink) are counted in supervisor_stopped and
+        # pool_resized, not logged one by one; subscribers still see each.
+        self._reporter.child_exited(
+            worker.id,
+            incarnation,
+            kind,
+            exc,
+            action.value,
+            self._restart_value,
+            now,
+            routine="debug",
+            damp=action is not Action.GIVE_UP,
+            quiet=kind is ExitKind.SHUTDOWN,
+        )
         self._park_or_drop(worker)
-        if worker.status != "stopping":
-            worker.status = "terminated"
-
-    def _abandoned(self, record: Record) -> None:
-        record.live = 0  # type: ignore[attr-defined]
+        if worker.status != STOPPING:
+            worker.status = TERMINATED
 
     def _park_or_drop(self, worker: _Worker) -> None:
         # The incarnation ended and will not be followed: its parked greenlet retires.
@@ -694,14 +579,30 @@ class WorkerPool(Manager):
 
     def _end_batch(self) -> None:
         super()._end_batch()  # retire finished greenlets first: their memory is freed
+        channel = self._mailbox.channel
+        headroom = self._intensity.headroom
+        # A crash may be posted as its storm alone only while the budget cannot run out on
+        # one: each live worker has at most one exit in flight.
+        channel.damped = (
+            self._storm_of
+            if self._fast
+            and not self._reporter.emitter.has_subscribers
+            and (headroom is None or headroom > self._active)
+            else None
+        )
         starts, resumes = self._starts, self._resumes
         if not starts and not resumes:
             return
         self._starts, self._resumes = [], []
+        if self._end_reason is not None:  # decided in the last batch, never to run now
+            for greenlet in starts + resumes:
+                self._cancel(greenlet.child)
+                self._retirees.append(greenlet)  # a never-started one is simply dropped
+            super()._end_batch()
+            return
         if (
             len(starts) + len(resumes) == 1
-            and not self._mailbox.qsize()
-            and self._end_reason is None
+            and not self._mailbox.queue
             and _getcurrent() is self._manager
         ):
             # An isolated restart: no loop turn to wait, and (fresh mode) a spare greenlet
@@ -721,27 +622,69 @@ class WorkerPool(Manager):
         if resumes:
             resume(resumes)
 
-    def _stop_all(self) -> None:
+    def _cancel(self, worker: _Worker) -> None:
+        # A decided restart that will not run: the worker has nothing live.
+        if worker.live:
+            worker.live = 0
+            self._active -= 1
+        worker.status = TERMINATED
+        worker.greenlet = None
+
+    def _stop_op(self) -> Op:
         if self._spare is not None:
             self._retirees.append(self._spare)
             self._spare = None
-        # Restarts decided in the last batch have not run yet: cancel them.
-        for greenlet in self._starts + self._resumes:
-            record = greenlet.child
-            record.live = 0
-            record.status = "terminated"
-            record.greenlet = None
-            self._retirees.append(greenlet)  # a never-started one is simply dropped
-        self._starts, self._resumes = [], []
+        self._end_batch()  # cancels the restarts the last batch decided
         for worker in self._workers:
-            if worker.status == "delayed":  # cancel pending (backoff) restarts
-                worker.status = "terminated"
+            if worker.status == DELAYED:  # cancel pending (backoff) restarts
+                self._timers.cancel(worker)
+                worker.status = TERMINATED
                 self._park_or_drop(worker)
-        self._end_batch()
         running = [w for w in self._workers if w.live]  # all together (oldest first)
         for worker in running:
-            worker.status = "stopping"
-        self._stop_records(running, lambda r: self._spec.shutdown, self._stop_deadline)
-        self._end_batch()
+            worker.status = STOPPING
+        yield from self._stopper.together(running, exclusive=False)
         for worker in running:
-            worker.status = "terminated"
+            worker.status = TERMINATED
+
+    def _do_resize(self, size: int) -> Op:
+        current = len(self._workers)
+        if size > current:
+            self._size = size
+            self._intensity = self._intensity.resized(self._max_restarts())
+            self._add_workers(size - current)
+            self._end_batch()
+        elif size < current:
+            leaving = self._workers[size:]
+            for worker in leaving:
+                if worker.status == DELAYED:  # cancel their pending restarts
+                    self._timers.cancel(worker)
+                    worker.status = TERMINATED
+                    self._park_or_drop(worker)
+            running = [w for w in reversed(leaving) if w.live]
+            for worker in running:
+                worker.status = STOPPING
+            yield from self._stopper.together(running, exclusive=False)
+            for worker in running:
+                worker.status = TERMINATED
+            del self._workers[size:]
+            self._size = size
+            self._intensity = self._intensity.resized(self._max_restarts())
+        self._reporter.resized(size, current)
+
+    def _abandon(self, record: Record) -> None:
+        super()._abandon(record)
+        assert isinstance(record, _Worker)
+        if record.live:
+            record.live = 0
+            self._active -= 1
+
+    def _disown(self) -> int:
+        greenlets = []
+        for worker in self._workers:
+            greenlets += [worker.greenlet, worker.abandoned_greenlet]
+            worker.greenlet = worker.abandoned_greenlet = None
+            worker.live = 0
+            worker.status = TERMINATED
+        self._active = 0
+        return disown(greenlets)

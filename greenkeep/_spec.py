@@ -11,13 +11,10 @@ import enum
 import math
 from collections.abc import Callable, Mapping, Sequence
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Final
+from typing import Final
 
 from greenkeep._backoff import Backoff
 from greenkeep._errors import InvalidSpecError, SpecProblem
-
-if TYPE_CHECKING:
-    from greenkeep._manager import Manager
 
 __all__ = [
     "DEFAULT_SHUTDOWN",
@@ -26,11 +23,26 @@ __all__ = [
     "Restart",
     "Shutdown",
     "ShutdownPolicy",
+    "Subtree",
+    "is_subtree",
     "validate_specs",
 ]
 
 #: A child's id: a string or an integer, unique within its supervisor.
 ChildId = str | int
+
+
+class Subtree:
+    """
+    The base of `Supervisor` and `WorkerPool`: what makes an object a subtree, a valid
+    child target that runs a supervisor of its own.
+    """
+
+    __slots__ = ()
+
+    def run(self) -> None:
+        """Start, wait until it ends, and stop it on the way out."""
+        raise NotImplementedError
 
 
 class Restart(str, enum.Enum):
@@ -158,7 +170,7 @@ class ChildSpec:
     )
 
     id: ChildId
-    target: Callable[..., object] | Manager
+    target: Callable[..., object] | Subtree
     args: tuple[object, ...]
     kwargs: Mapping[str, object]
     restart: Restart
@@ -171,7 +183,7 @@ class ChildSpec:
     def __init__(
         self,
         id: ChildId,
-        target: Callable[..., object] | Manager,
+        target: Callable[..., object] | Subtree,
         args: Sequence[object] = (),
         kwargs: Mapping[str, object] | None = None,
         *,
@@ -185,7 +197,7 @@ class ChildSpec:
         problems: list[SpecProblem] = []
         owner = _owner(id)
         _check_id(id, problems, owner)
-        if not callable(target) and not _is_supervisor(target):
+        if not callable(target) and not is_subtree(target):
             problems.append(SpecProblem(owner, "target", "a callable or a Supervisor", target))
         if isinstance(args, (str, bytes)) or not isinstance(args, Sequence):
             problems.append(SpecProblem(owner, "args", "a tuple or list", args))
@@ -203,7 +215,7 @@ class ChildSpec:
         restart_e = _normalise_restart(restart, problems, owner)
         restart_ok = len(problems) == known  # else restart_e is a stand-in, not the input
         default_shutdown: ShutdownPolicy = (
-            Shutdown.INFINITY if _is_supervisor(target) else DEFAULT_SHUTDOWN
+            Shutdown.INFINITY if is_subtree(target) else DEFAULT_SHUTDOWN
         )
         shutdown_p = _normalise_shutdown(shutdown, problems, owner, default_shutdown)
         if not isinstance(significant, bool):
@@ -246,7 +258,7 @@ class ChildSpec:
         set_ = object.__setattr__
         set_(self, "heartbeat", None if heartbeat is None else float(heartbeat))
         set_(self, "backoff", backoff)
-        if ready_timeout is None and _is_supervisor(target):
+        if ready_timeout is None and is_subtree(target):
             ready_timeout = math.inf  # a child supervisor is ready once its subtree started
         set_(self, "ready_timeout", None if ready_timeout is None else float(ready_timeout))
         set_(self, "id", id)
@@ -260,7 +272,7 @@ class ChildSpec:
     @property
     def is_supervisor(self) -> bool:
         """Whether this child runs a supervisor (its default shutdown is ``"infinity"``)."""
-        return _is_supervisor(self.target)
+        return is_subtree(self.target)
 
     def __setattr__(self, name: str, value: object) -> None:
         raise AttributeError(f"ChildSpec is immutable: cannot set {name!r}")
@@ -291,8 +303,9 @@ class ChildSpec:
         )
 
 
-def _is_supervisor(target: object) -> bool:
-    return getattr(target, "_greenkeep_is_supervisor", False) is True
+def is_subtree(target: object) -> bool:
+    """Whether *target* is a greenkeep supervisor or pool."""
+    return isinstance(target, Subtree)
 
 
 def validate_specs(owner: str, children: object) -> list[ChildSpec]:

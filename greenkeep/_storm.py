@@ -4,61 +4,76 @@ summary per kind per interval, until the storm ends. Every crash is counted.
 
 A *kind* is (exception type, raising location). A storm of a kind starts with its first crash
 and ends at the first summary time that finds a whole period without one (one to two intervals
-after its last crash); its last summary says so, and the next crash of that kind is logged in
-full again. Pure: the caller passes the time in.
+after its last crash); its end is reported on its own (`StormEnd`), and the next crash of that
+kind is logged in full again. Pure: the caller passes the time in.
+
+While a storm has a sample for its current period, a pool worker that crashes with that kind
+counts itself into the `Storm` and posts the storm object instead of its exception (see
+`greenkeep._worker`): the exception, its traceback and frames are freed at once, and the
+manager finds the storm without a lookup. Such a crash is already counted when the manager
+sees it, so a storm with crashes in flight cannot end.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from types import CodeType
+from typing import Final
 
-from greenkeep._exits import ExitKind
+__all__ = [
+    "HEARTBEAT_KIND",
+    "CrashKind",
+    "CrashStorms",
+    "Storm",
+    "StormEnd",
+    "StormSummary",
+    "crash_site",
+    "describe",
+]
 
-__all__ = ["CrashKind", "CrashStorms", "StormSummary", "crash_kind", "describe"]
-
-#: (exception type, code object and bytecode offset where it was raised): cheap to build
-#: per crash (a traceback's line number is computed from the line table, its offset is
-#: not); `describe` turns it into text only when a summary is logged.
-CrashKind = tuple[type, object, int]
+#: (exception type, id of the code object that raised it, bytecode offset there): cheap to
+#: build and hash per crash (a traceback's line number is computed from the line table, its
+#: offset is not); `describe` turns it into text only when a summary is logged.
+CrashKind = tuple[type, int, int]
 
 
-def crash_kind(exc: BaseException) -> CrashKind:
-    """The kind of a crash: its type and the innermost traceback entry (where it was raised),
-    as (type, id of the code object, bytecode offset): cheap to hash."""
+class _HeartbeatMissed:
+    """The type slot of `HEARTBEAT_KIND` (never raised, never shown)."""
+
+
+#: The one kind of every heartbeat miss (greenkeep's own kill: no exception to tell apart).
+HEARTBEAT_KIND: Final[CrashKind] = (_HeartbeatMissed, 0, 0)
+
+
+def crash_site(exc: BaseException) -> tuple[CrashKind, CodeType | None]:
+    """The kind of a crash and the code object that raised it (the innermost traceback
+    entry). The worker and the pool's straight path inline the same walk (a call costs as
+    much as the walk there)."""
     tb = exc.__traceback__
     if tb is None:
-        return (type(exc), 0, 0)
+        return (type(exc), 0, 0), None
     while tb.tb_next is not None:
         tb = tb.tb_next
-    return (type(exc), id(tb.tb_frame.f_code), tb.tb_lasti)
+    code = tb.tb_frame.f_code
+    return (type(exc), id(code), tb.tb_lasti), code
 
 
-def _raise_code(exc: BaseException) -> Any:
-    tb = exc.__traceback__
-    if tb is None:
-        return None
-    while tb.tb_next is not None:
-        tb = tb.tb_next
-    return tb.tb_frame.f_code
-
-
-def _line_of(code: Any, offset: int) -> int | None:
+def _line_of(code: CodeType, offset: int) -> int | None:
     for start, end, line in code.co_lines():
         if start <= offset < end:
-            return line  # type: ignore[no-any-return]
+            return line
     return None
 
 
-def describe(kind: CrashKind, code: Any = None) -> tuple[str, str]:
-    """(qualified type name, "file:line") of a crash kind raised in *code*."""
+def describe(kind: CrashKind, code: CodeType | None) -> tuple[str, str]:
+    """(qualified type name, ``"file:line"``) of a crash kind raised in *code*."""
     cls, _, offset = kind
-    if cls is ExitKind:
-        return "heartbeat_missed", "?"
+    if cls is _HeartbeatMissed:
+        return "heartbeat_missed", "heartbeat deadline"
     module = getattr(cls, "__module__", None)
     name = cls.__qualname__ if module in (None, "builtins") else f"{module}.{cls.__qualname__}"
     if code is None:
-        return name, "?"
+        return name, "?"  # an exception that was never raised (no traceback)
     return name, f"{code.co_filename}:{_line_of(code, offset)}"
 
 
@@ -70,13 +85,12 @@ class StormSummary:
     Attributes:
         error_type: The exception type.
         location: Where it was raised.
-        count: Crashes of this kind since the previous summary (or the full log line).
-        total: Crashes of this kind in this storm, the fully logged first one included.
+        count: Crashes of this kind since the previous summary (or the full log line);
+            never 0.
+        total: Crashes of this kind in this storm so far, the fully logged first included.
         sample_child_id: One child among the *count* crashes.
         sample_incarnation: Its incarnation.
         sample_error: Its rendered error.
-        ended: Whether the storm is over (a whole period passed without a crash of this kind,
-            or the supervisor stopped).
     """
 
     error_type: str
@@ -86,14 +100,36 @@ class StormSummary:
     sample_child_id: object
     sample_incarnation: int
     sample_error: str
-    ended: bool
 
 
-class _Storm:
-    __slots__ = ("code", "count", "next_summary", "sample", "total")
+@dataclass(frozen=True)
+class StormEnd:
+    """The end of a storm (the ``storm_ended`` event): *total* crashes of that kind."""
 
-    def __init__(self, now: float, interval: float, code: Any = None) -> None:
-        self.code = code  # where it was raised (for the summary's location)
+    error_type: str
+    location: str
+    total: int
+
+
+class Storm:
+    """
+    One storm of one kind.
+
+    Attributes:
+        kind: Its crash kind.
+        code: The code object that raised its first crash (for the location).
+        count: Crashes counted since the previous summary (or the full log line).
+        total: Crashes in the storm before the current period, the first one included.
+        sample: One crash of the current period, rendered (``(child id, incarnation,
+            error)``), or ``None`` until one is kept.
+        next_summary: When the next summary is due.
+    """
+
+    __slots__ = ("code", "count", "kind", "next_summary", "sample", "total")
+
+    def __init__(self, kind: CrashKind, code: CodeType | None, now: float, interval: float):
+        self.kind = kind
+        self.code = code
         self.total = 1
         self.count = 0
         self.next_summary = now + interval
@@ -107,106 +143,81 @@ class CrashStorms:
     Args:
         interval: Seconds between two summaries of one kind; ``None`` turns damping off
             (every crash is logged in full).
+
+    Attributes:
+        by_kind: The storms under way, by kind (read directly on the hot paths).
     """
 
-    __slots__ = ("_storms", "interval", "next_due")
+    __slots__ = ("by_kind", "interval", "next_due")
 
     def __init__(self, interval: float | None) -> None:
         self.interval = interval
-        self._storms: dict[CrashKind, _Storm] = {}
+        self.by_kind: dict[CrashKind, Storm] = {}
         #: The earliest time a summary may be due, or ``None`` if nothing is pending.
         self.next_due: float | None = None
 
-    def admit_crash(self, exc: BaseException, now: float) -> int:
+    def admit(self, exc: BaseException, now: float) -> Storm | None:
         """
-        `admit` for a live exception, on the hot path: returns 1 (log it in full), 0 (counted,
-        the period has its sample) or 2 (counted: call `sample` with it).
+        Count one crash at *now*. ``None``: log it in full (the first of a storm, or
+        damping is off). Otherwise it was counted into the returned storm: keep it as the
+        sample if the storm has none.
         """
-        tb = exc.__traceback__
-        if tb is None:
-            kind: CrashKind = (type(exc), 0, 0)
-        else:
-            while tb.tb_next is not None:
-                tb = tb.tb_next
-            kind = (type(exc), id(tb.tb_frame.f_code), tb.tb_lasti)
-        storm = self._storms.get(kind)
-        if storm is None:
-            self.admit(kind, now, _raise_code(exc))
-            return 1
-        storm.count += 1
-        return 0 if storm.sample is not None else 2
+        if self.interval is None:
+            return None
+        kind, code = crash_site(exc)
+        return self.admit_kind(kind, now, code)
 
-    def admit(self, kind: CrashKind, now: float, code: Any = None) -> bool:
-        """
-        Count one crash of *kind* at *now*. ``True``: log it in full (the first of a storm,
-        or damping is off). ``False``: it was counted; call `sample` if it is the first
-        suppressed one since the last summary (`needs_sample`).
-        """
+    def admit_kind(
+        self, kind: CrashKind, now: float, code: CodeType | None = None
+    ) -> Storm | None:
+        """`admit` for a crash known by its kind (a heartbeat miss)."""
         interval = self.interval
         if interval is None:
-            return True
-        storm = self._storms.get(kind)
+            return None
+        storm = self.by_kind.get(kind)
         if storm is None:
-            self._storms[kind] = _Storm(now, interval, code)
+            self.by_kind[kind] = Storm(kind, code, now, interval)
             if self.next_due is None or now + interval < self.next_due:
                 self.next_due = now + interval
-            return True
+            return None
         storm.count += 1
-        return False
+        return storm
 
-    def needs_sample(self, kind: CrashKind) -> bool:
-        """Whether the current summary period of *kind* has no sample yet."""
-        storm = self._storms.get(kind)
-        return storm is not None and storm.sample is None
-
-    def sample(self, kind: CrashKind, child_id: object, incarnation: int, error: str) -> None:
-        """Keep one rendered crash as the sample of the current summary period."""
-        storm = self._storms.get(kind)
-        if storm is not None and storm.sample is None:
-            storm.sample = (child_id, incarnation, error)
-
-    def due(self, now: float, flush: bool = False) -> list[StormSummary]:
+    def due(self, now: float, flush: bool = False) -> tuple[list[StormSummary], list[StormEnd]]:
         """
         The summaries due at *now* (every pending one if *flush*, e.g. when stopping), and
-        forget storms that ended.
+        the storms that ended: a whole period without a crash of their kind, or *flush*. A
+        storm of one crash (logged in full, nothing summarized) ends silently.
         """
         interval = self.interval
-        if interval is None or not self._storms:
-            return []
+        if interval is None or not self.by_kind:
+            return [], []
         summaries: list[StormSummary] = []
+        ends: list[StormEnd] = []
         next_due: float | None = None
-        for kind in list(self._storms):
-            storm = self._storms[kind]
+        for kind, storm in list(self.by_kind.items()):
             if not flush and now < storm.next_summary:
-                next_due = (
-                    storm.next_summary if next_due is None else min(next_due, storm.next_summary)
-                )
+                if next_due is None or storm.next_summary < next_due:
+                    next_due = storm.next_summary
                 continue
-            ended = flush or not storm.count  # a whole period without a crash of this kind
-            storm.total += storm.count
-            if storm.count or (ended and storm.total > 1):
-                child_id, incarnation, error = storm.sample or (None, 0, "")
-                error_type, location = describe(kind, storm.code)
+            count = storm.count
+            error_type, location = describe(kind, storm.code)
+            if count:
+                child_id, incarnation, error = storm.sample or (None, 0, error_type)
+                total = storm.total + count
                 summaries.append(
-                    StormSummary(
-                        error_type,
-                        location,
-                        storm.count,
-                        storm.total,
-                        child_id,
-                        incarnation,
-                        error,
-                        ended,
-                    )
+                    StormSummary(error_type, location, count, total, child_id, incarnation, error)
                 )
-            if ended:
-                del self._storms[kind]
+                storm.total = total
+            if flush or not count:
+                del self.by_kind[kind]
+                if storm.total > 1:
+                    ends.append(StormEnd(error_type, location, storm.total))
                 continue
             storm.count = 0
             storm.sample = None
             storm.next_summary = now + interval
-            next_due = (
-                storm.next_summary if next_due is None else min(next_due, storm.next_summary)
-            )
+            if next_due is None or storm.next_summary < next_due:
+                next_due = storm.next_summary
         self.next_due = next_due
-        return summaries
+        return summaries, ends

@@ -1,7 +1,8 @@
 """
 `Supervisor`: OTP's supervisor on greenlets (specs, strategies, the dynamic child API).
 
-The lifecycle, the manager loop and bounded stopping live in `greenkeep._manager`.
+The lifecycle and the manager loop live in `greenkeep._manager`, what follows an exit in
+`greenkeep._rules`, bounded stopping in `greenkeep._stopping`.
 """
 
 from __future__ import annotations
@@ -9,11 +10,11 @@ from __future__ import annotations
 import contextvars
 import math
 import time
-from collections.abc import Callable, Iterable, Sequence
-from typing import Any, TypeVar
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from typing import Any
 
-import gevent
-
+from greenkeep._check import check_choice
+from greenkeep._config import make_config
 from greenkeep._errors import (
     ChildAlreadyPresentError,
     ChildAlreadyStartedError,
@@ -25,18 +26,36 @@ from greenkeep._errors import (
     SpecProblem,
 )
 from greenkeep._events import EventLogger, Subscriber
-from greenkeep._exits import Decision, ExitKind, ExitRecord, classify, decide
+from greenkeep._exits import REASON, ExitRecord, classify
 from greenkeep._heartbeat import HeartbeatMonitor
 from greenkeep._intensity import _Unlimited
-from greenkeep._manager import Manager, Record, StartFailed, child_state
+from greenkeep._manager import Manager, StartFailed
+from greenkeep._ops import Op, Wait
+from greenkeep._records import Record
 from greenkeep._reports import ChildCounts, ChildInfo
-from greenkeep._spec import ChildId, ChildSpec, Restart, validate_specs
-from greenkeep._strategy import AutoShutdown, Strategy, plan_restart
-from greenkeep._worker import WAKE, spawn
+from greenkeep._rules import (
+    Action,
+    AutoShutdown,
+    ExitPlan,
+    Strategy,
+    child_state,
+    plan_exit,
+    plan_restart,
+)
+from greenkeep._snapshot import charged
+from greenkeep._spec import (
+    ChildId,
+    ChildSpec,
+    Restart,
+    ShutdownPolicy,
+    is_subtree,
+    validate_specs,
+)
+from greenkeep._states import DELAYED, NEW, RESTARTING, RUNNING, STOPPING, TERMINATED
+from greenkeep._stopping import Stoppable
+from greenkeep._worker import Channel, disown, spawn
 
 __all__ = ["Supervisor"]
-
-E = TypeVar("E")
 
 
 class _Child(Record):
@@ -44,32 +63,26 @@ class _Child(Record):
 
     __slots__ = ("delayed_group", "last_exit", "spec")
 
-    def __init__(
-        self,
-        spec: ChildSpec,
-        supervisor: Supervisor,
-        post: Callable[[Any], None],
-        context: contextvars.Context,
-    ) -> None:
-        target = spec.target
-        runnable: Callable[..., object] = target.run if isinstance(target, Manager) else target
-        super().__init__(spec.id, supervisor, runnable, spec.args, spec.kwargs, post, context)
+    def __init__(self, spec: ChildSpec, channel: Channel, context: contextvars.Context) -> None:
+        target: Any = spec.target
+        runnable: Callable[..., object] = target.run if is_subtree(target) else target
+        super().__init__(spec.id, runnable, spec.args, spec.kwargs, channel, context)
         self.spec = spec
         self.last_exit: ExitRecord | None = None
         self.delayed_group: list[ChildId] | None = None
 
-
-def _enum_value(
-    enum_type: type[E], value: object, owner: str, field: str, problems: list[SpecProblem]
-) -> E | None:
-    if isinstance(value, enum_type):
-        return value
-    try:
-        return enum_type(value)  # type: ignore[call-arg]
-    except (ValueError, TypeError):
-        allowed = "one of " + ", ".join(repr(m.value) for m in enum_type)  # type: ignore[attr-defined]
-        problems.append(SpecProblem(owner, field, allowed, value))
-        return None
+    def info(self) -> ChildInfo:
+        spec = self.spec
+        kind = "supervisor" if spec.is_supervisor else "worker"
+        return ChildInfo(
+            self.id,
+            self.status,
+            self.incarnation,
+            self.restarts,
+            spec.restart.value,
+            kind,
+            self.last_exit,
+        )
 
 
 class Supervisor(Manager):
@@ -90,8 +103,10 @@ class Supervisor(Manager):
         logger: A structlog logger to log events to; default
             ``structlog.get_logger("greenkeep")``, resolved at `start`.
         subscribers: Callables that receive every event as a dict (see the README).
-        clock: Seconds as a float, for the restart window and log summaries; default
-            ``time.monotonic``. Tests pass a `greenkeep.testing.ManualClock`.
+        clock: Seconds as a float, for the restart window, backoff, heartbeats and log
+            summaries; default ``time.monotonic``. Tests pass a
+            `greenkeep.testing.ManualClock`. Stopping and ``ready_timeout`` always wait in
+            real time (gevent has no virtual time).
         log_summary_interval: Crash-storm damping: after the first crash of a kind (type
             and raising line), further ones are summarized at most once per this many
             seconds. ``None`` logs every crash in full. Default 1.0.
@@ -119,8 +134,9 @@ class Supervisor(Manager):
         random: Callable[[], float] | None = None,
     ) -> None:
         problems: list[SpecProblem] = []
-        super().__init__(
-            random_source=random,
+        config = make_config(
+            "supervisor",
+            problems,
             name=name,
             max_restarts=max_restarts,
             period=period,
@@ -128,54 +144,31 @@ class Supervisor(Manager):
             subscribers=subscribers,
             clock=clock,
             log_summary_interval=log_summary_interval,
-            problems=problems,
+            random_source=random,
         )
-        owner = self._owner
-        strategy_e = _enum_value(Strategy, strategy, owner, "strategy", problems)
-        auto_e = _enum_value(AutoShutdown, auto_shutdown, owner, "auto_shutdown", problems)
+        owner = config.owner
+        strategy_e = check_choice(Strategy, strategy, owner, "strategy", problems)
+        auto_e = check_choice(AutoShutdown, auto_shutdown, owner, "auto_shutdown", problems)
         specs: list[ChildSpec] = []
         try:
             specs = validate_specs(owner, children)
         except InvalidSpecError as exc:
             problems.extend(exc.problems)
         if auto_e is not None:
-            problems.extend(self._significance_problems(owner, specs, auto_e))
+            problems.extend(_significance_problems(owner, specs, auto_e))
         if problems:
             raise InvalidSpecError(problems)
         assert strategy_e is not None and auto_e is not None
         self._strategy: Strategy = strategy_e
         self._auto_shutdown: AutoShutdown = auto_e
         self._specs: list[ChildSpec] = specs
-        self._children: dict[ChildId, _Child] = {}
-
-    @staticmethod
-    def _significance_problems(
-        owner: str, specs: Sequence[ChildSpec], auto: AutoShutdown
-    ) -> list[SpecProblem]:
-        if auto is not AutoShutdown.NEVER:
-            return []
-        return [
-            SpecProblem(
-                owner,
-                f"children[{i}].significant",
-                "False when auto_shutdown is 'never' (as in OTP)",
-                True,
-            )
-            for i, spec in enumerate(specs)
-            if spec.significant
-        ]
+        super().__init__(config)
 
     def _reset(self) -> None:
         super()._reset()
-        self._children = {}
+        self._children: dict[ChildId, _Child] = {}
         self._monitor_of: dict[float, HeartbeatMonitor] = {}
-
-    def _monitor_for(self, interval: float) -> HeartbeatMonitor:
-        monitor = self._monitor_of.get(interval)
-        if monitor is None:
-            monitor = self._monitor_of[interval] = HeartbeatMonitor(interval, self._clock())
-            self._monitors.append(monitor)
-        return monitor
+        self._active = 0
 
     # ------------------------------------------------------------------ introspection
 
@@ -186,33 +179,26 @@ class Supervisor(Manager):
 
     def which_children(self) -> list[ChildInfo]:
         """
-        Every child in start order, running or not. Never blocks; works in every state
-        (after a stop it shows how the children ended; before a start, the specs).
+        Every child in start order, running or not. Works in every state (after a stop it
+        shows how the children ended; before a start, the specs). Never waits for the
+        manager; over many children it yields afterwards (see `snapshot`).
         """
-        if self._state != "new":
-            return [self._info(child) for child in self._children.values()]
-        return [
-            ChildInfo(
-                spec.id,
-                "terminated",
-                0,
-                0,
-                spec.restart.value,
-                "supervisor" if spec.is_supervisor else "worker",
-                None,
-            )
-            for spec in self._specs
-        ]
+        if self._state == NEW:
+            return [
+                _Child(spec, self._mailbox.channel, self._context).info() for spec in self._specs
+            ]
+        return charged(lambda: [child.info() for child in self._children.values()])
 
     def count_children(self) -> ChildCounts:
-        """OTP's ``count_children``. Never blocks."""
-        infos = self.which_children()
-        supervisors = sum(1 for i in infos if i.type == "supervisor")
+        """OTP's ``count_children``. O(1); never blocks."""
+        if self._state == NEW:
+            specs = self._specs
+            supervisors = sum(1 for spec in specs if spec.is_supervisor)
+            return ChildCounts(len(specs), 0, supervisors, len(specs) - supervisors)
+        children = self._children.values()
+        supervisors = sum(1 for child in children if child.spec.is_supervisor)
         return ChildCounts(
-            specs=len(infos),
-            active=sum(1 for i in infos if i.status == "running"),
-            supervisors=supervisors,
-            workers=len(infos) - supervisors,
+            len(self._children), self._active, supervisors, len(self._children) - supervisors
         )
 
     def get_child_spec(self, child_id: ChildId) -> ChildSpec:
@@ -225,59 +211,50 @@ class Supervisor(Manager):
         child = self._children.get(child_id)
         if child is not None:
             return child.spec
-        if self._state == "new":
+        if self._state == NEW:
             for spec in self._specs:
                 if spec.id == child_id:
                     return spec
         raise ChildNotFoundError(self._name, child_id)
 
+    def snapshot(self) -> dict[str, Any]:
+        """
+        A JSON-serialisable view of this supervisor and, recursively, of its children:
+        state, restart window, delivery counters (``events``), and per child its state
+        (``running``, ``restarting``, ``delayed``, ``stopped``, ``failed``), incarnation,
+        restart count, uptime and last exit reason. Works in every state; never waits for
+        the manager. O(children): a call that worked for more than a millisecond yields
+        afterwards for twice as long, so polling it cannot starve the server.
+        """
+        return charged(self._build_snapshot)
+
+    def _build_snapshot(self) -> dict[str, Any]:
+        now = self._config.clock()
+        snap = self._header(now)
+        snap["strategy"] = self._strategy.value
+        if self._state == NEW:
+            children = [_Child(spec, self._mailbox.channel, self._context) for spec in self._specs]
+        else:
+            children = list(self._children.values())
+        snap["children"] = [self._entry(child, now) for child in children]
+        return snap
+
     @staticmethod
-    def _info(child: _Child) -> ChildInfo:
-        spec = child.spec
-        return ChildInfo(
-            child.id,
-            child.status,
-            child.incarnation,
-            child.restarts,
-            spec.restart.value,
-            "supervisor" if spec.is_supervisor else "worker",
-            child.last_exit,
-        )
-
-    def _snapshot_fields(self) -> dict[str, Any]:
-        return {"strategy": self._strategy.value}
-
-    def _snapshot_children(self, now: float) -> list[dict[str, Any]]:
-        children = []
-        for child in self._children.values():
-            reason = None if child.last_exit is None else child.last_exit.reason
-            entry: dict[str, Any] = {
-                "id": child.id,
-                "type": "supervisor" if child.spec.is_supervisor else "worker",
-                "state": child_state(child.status, reason),
-                "incarnation": child.incarnation,
-                "restarts": child.restarts,
-                "uptime": round(now - child.started_at, 6) if child.greenlet is not None else None,
-                "last_exit": reason,
-            }
-            target = child.spec.target
-            if isinstance(target, Manager):
-                entry["supervisor"] = target.snapshot()
-            children.append(entry)
-        if self._state == "new":
-            return [
-                {
-                    "id": spec.id,
-                    "type": "supervisor" if spec.is_supervisor else "worker",
-                    "state": "stopped",
-                    "incarnation": 0,
-                    "restarts": 0,
-                    "uptime": None,
-                    "last_exit": None,
-                }
-                for spec in self._specs
-            ]
-        return children
+    def _entry(child: _Child, now: float) -> dict[str, Any]:
+        reason = None if child.last_exit is None else child.last_exit.reason
+        entry: dict[str, Any] = {
+            "id": child.id,
+            "type": "supervisor" if child.spec.is_supervisor else "worker",
+            "state": child_state(child.status, reason),
+            "incarnation": child.incarnation,
+            "restarts": child.restarts,
+            "uptime": round(now - child.started_at, 6) if child.greenlet is not None else None,
+            "last_exit": reason,
+        }
+        target = child.spec.target
+        if isinstance(target, Manager) and child.incarnation:
+            entry["supervisor"] = target.snapshot()
+        return entry
 
     def __repr__(self) -> str:
         return (
@@ -290,12 +267,13 @@ class Supervisor(Manager):
     def start_child(self, spec: ChildSpec) -> ChildInfo:
         """
         Add *spec* at the end of the start order and start it (waiting as `start` does).
-        The child runs in a copy of the caller's ``contextvars`` context.
+        The child runs in a copy of the caller's ``contextvars`` context. A child that exits
+        at once is handled like any exit (a temporary one is then gone).
 
         Raises:
             ChildAlreadyStartedError: A running child has this id.
             ChildAlreadyPresentError: A terminated child with this id is kept.
-            ChildStartError: It exited abnormally before it was ready; it is not added.
+            ChildStartError: It failed before it was ready (``ready_timeout``); not added.
             SupervisorNotRunningError: The supervisor is not running.
             InvalidSpecError: *spec* is not a `ChildSpec`, or is significant under
                 ``auto_shutdown="never"``.
@@ -303,7 +281,7 @@ class Supervisor(Manager):
         owner = f"{self._owner}.start_child()"
         if not isinstance(spec, ChildSpec):
             raise InvalidSpecError([SpecProblem(owner, "spec", "a ChildSpec", spec)])
-        problems = self._significance_problems(owner, [spec], self._auto_shutdown)
+        problems = _significance_problems(owner, [spec], self._auto_shutdown)
         if problems:
             raise InvalidSpecError(problems)
         context = contextvars.copy_context()
@@ -329,7 +307,7 @@ class Supervisor(Manager):
             ChildNotFoundError: No child has this id.
             ChildRunningError: It is running.
             ChildRestartingError: A restart of it is pending.
-            ChildStartError: It exited abnormally before it was ready.
+            ChildStartError: It failed before it was ready (``ready_timeout``).
             SupervisorNotRunningError: The supervisor is not running.
         """
         return self._call("restart a child", lambda: self._do_restart_child(child_id))
@@ -349,253 +327,276 @@ class Supervisor(Manager):
     # ================================================================== the manager
     # Everything below runs in the manager greenlet only.
 
-    def _records(self) -> list[Record]:
-        return list(self._children.values())
+    def _records(self) -> Iterator[Record]:
+        return iter(list(self._children.values()))
 
     def _started_fields(self) -> dict[str, object]:
         return {"strategy": self._strategy.value, "children": len(self._children)}
 
-    def _start_children(self) -> None:
+    def _policy_of(self, record: _Child) -> ShutdownPolicy:
+        return record.spec.shutdown
+
+    def _subtree_of(self, record: _Child) -> Stoppable | None:
+        target = record.spec.target
+        return target if isinstance(target, Manager) else None
+
+    def _start_op(self) -> Op:
         for spec in self._specs:
-            self._add_and_start(spec, self._context, keep_on_failure=True)
             if self._end_reason is not None:
-                break
+                return  # a stop arrived while starting: start nothing more
+            yield from self._start_one(self._add(spec, self._context))
 
-    def _on_exit(self, child: _Child, incarnation: int, exc: BaseException | None) -> None:
-        """Handle one posted exit."""
-        if child.incarnation != incarnation or child.greenlet is None:
-            self._ignored_exit(child, incarnation, exc)
-            return
-        # stop_requested is only set while the greenlet is alive, so an exit counts as a
-        # shutdown only if the request came first; an exit that raced a request keeps its own
-        # reason but is not restarted (status "stopping").
-        kind = classify(exc, child.stop_requested)
-        self._retirees.append(child.greenlet)  # it parked after posting: let it end
-        spec = child.spec
-        if spec.heartbeat is not None:
-            self._monitor_of[spec.heartbeat].ended(child)
-            if child.hb_missed == incarnation and kind is ExitKind.NORMAL:
-                kind = ExitKind.HEARTBEAT_MISSED  # our GreenletExit, not someone else's
-        child.greenlet = None
-        now = self._clock()
-        if kind is ExitKind.INTERRUPTED:
-            decision = Decision.DROP if spec.restart is Restart.TEMPORARY else Decision.KEEP
-            action = "stop_supervisor"
-        elif child.status == "stopping" or self._end_reason is not None:
-            decision = Decision.DROP if spec.restart is Restart.TEMPORARY else Decision.KEEP
-            action = "none"
-        else:
-            decision = decide(spec.restart, kind)
-            action = decision.value
-        exceeded = decision is Decision.RESTART and self._intensity.record(now)
-        if exceeded:
-            action = "give_up"
-        child.last_exit = ExitRecord.of(child.id, incarnation, kind, exc, now, exceeded)
-        logged = self._log_exit(child, incarnation, kind, exc, action, spec.restart.value)
-        self._collect_sub_report(child)
-        if kind is ExitKind.INTERRUPTED and self._end_reason is None:
-            self._end_reason = "interrupted"
-        if exceeded:
-            child.status = "terminated"
-            self._give_up(child, child.last_exit)
-        elif decision is Decision.RESTART:
-            self._restart(child, logged)
-        else:
-            self._not_restarted(child, decision)
-
-    def _not_restarted(self, child: _Child, decision: Decision) -> None:
-        if child.status == "stopping":
-            return  # _shutdown_child decides what it becomes
-        child.status = "terminated"
-        if decision is Decision.DROP:
-            self._children.pop(child.id, None)
-        if (
-            child.spec.significant
-            and self._auto_shutdown is not AutoShutdown.NEVER
-            and self._end_reason is None
-            and (
-                self._auto_shutdown is AutoShutdown.ANY_SIGNIFICANT
-                or not any(
-                    c.spec.significant and c.greenlet is not None for c in self._children.values()
-                )
-            )
-        ):
-            self._end_reason = "auto_shutdown"
+    def _add(self, spec: ChildSpec, context: contextvars.Context) -> _Child:
+        child = _Child(spec, self._mailbox.channel, context)
+        if spec.heartbeat is not None and spec.heartbeat not in self._monitor_of:
+            monitor = HeartbeatMonitor(spec.heartbeat, self._config.clock())
+            self._monitor_of[spec.heartbeat] = monitor
+            self._monitors.append(monitor)
+        self._children[spec.id] = child
+        return child
 
     def _spawn(self, child: _Child) -> None:
         child.incarnation += 1
         child.stop_requested = False
         child.stop_event = None
-        child.stop_deadline = None
-        child.sub_report = None
-        child.started_at = self._clock()
-        child.status = "running"
+        child.started_at = self._config.clock()
+        child.status = RUNNING
         child.hb_missed = 0
         child.greenlet = spawn(child, child.incarnation)
+        self._active += 1
         if child.spec.heartbeat is not None:
             self._monitor_of[child.spec.heartbeat].started(child)
 
-    def _log_restarted(self, child: _Child, logged: bool = True) -> None:
-        fields = {
-            "child_id": child.id,
-            "incarnation": child.incarnation,
-            "restarts_in_period": self._intensity.in_window,
-        }
-        if logged:
-            self._emit.emit("info", "child_restarted", **fields)
-        elif self._emit.has_subscribers:  # damped in the log, counted by the summary
-            self._emit.deliver("info", "child_restarted", {**fields, "summarized": True})
+    def _start_one(self, child: _Child) -> Op:
+        """
+        Start *child* in order: without ``ready_timeout`` it counts as started once it ran
+        up to its first yield (or ended: its exit is then handled like any other); with it,
+        once it called `greenkeep.ready`, and failing or timing out before is a start
+        failure (`StartFailed`).
+        """
+        self._spawn(child)
+        incarnation = child.incarnation
+        self._reporter.child_started(child.id, incarnation)
+        timeout = child.spec.ready_timeout
+        if timeout is None:
+            yield Wait(marker=self._mailbox.turn_marker(), allow=child)
+            return
+        deadline = None if timeout == math.inf else time.monotonic() + timeout
+        child.awaiting_ready = True
+        try:
+            outcome = yield Wait(ready=(child, incarnation), capture=child, deadline=deadline)
+        finally:
+            child.awaiting_ready = False
+        if outcome is True:
+            return
+        if outcome is False:  # not ready in time
+            if self._end_reason is not None:
+                return  # stopping anyway: the stop deals with it
+            yield from self._stop_child(child)
+            raise StartFailed(ChildStartError(self._path, child.id, None))
+        _, exit_incarnation, exc = outcome  # it exited before it was ready
+        kind = classify(exc, child.stop_requested)
+        if not kind.is_abnormal or exit_incarnation != incarnation:
+            op = self._handle_exit(*outcome)
+            if op is not None:
+                yield from op
+            return
+        self._retirees.append(child.greenlet)
+        child.greenlet = None
+        child.status = TERMINATED
+        self._active -= 1
+        now = self._config.clock()
+        child.last_exit = ExitRecord.of(child.id, incarnation, kind, exc, now, True)
+        self._reporter.child_exited(
+            child.id, incarnation, kind, exc, Action.START_FAILED.value, "", now, damp=False
+        )
+        raise StartFailed(ChildStartError(self._path, child.id, child.last_exit))
 
-    def _restart(self, child: _Child, logged: bool) -> None:
-        backoff = child.spec.backoff
-        delay, attempt = 0.0, 0
-        if backoff is not None:
-            attempt = self._backoff_attempt(child, backoff, self._clock())
-            delay = backoff.delay(attempt, self._random())
+    def _handle_exit(self, child: _Child, incarnation: int, exc: Any) -> Op | None:
+        """Handle one posted exit by the rules (`greenkeep._rules.plan_exit`)."""
+        if child.incarnation != incarnation or child.greenlet is None:
+            self._late_exit(child, incarnation, REASON[classify(exc, True)])
+            return None
+        self._retirees.append(child.greenlet)  # it parked after posting: let it end
+        child.greenlet = None
+        self._active -= 1
+        spec = child.spec
+        if spec.heartbeat is not None:
+            self._monitor_of[spec.heartbeat].ended(child)
+        now = self._config.clock()
+        plan = plan_exit(
+            spec.restart,
+            exc,
+            stop_requested=child.stop_requested,
+            heartbeat_killed=child.hb_missed == incarnation,
+            stopping=child.status == STOPPING or self._end_reason is not None,
+            window=self._intensity,
+            now=now,
+            backoff=spec.backoff,
+            attempt=child.backoff_attempt,
+            uptime=now - child.started_at,
+            uniform=self._config.random,
+            significant=spec.significant,
+            auto_shutdown=self._auto_shutdown,
+            significant_running=self._significant_running,
+        )
+        gave_up = plan.action is Action.GIVE_UP
+        child.last_exit = ExitRecord.of(child.id, incarnation, plan.kind, exc, now, gave_up)
+        logged = self._reporter.child_exited(
+            child.id, incarnation, plan.kind, exc, plan.action.value, spec.restart.value, now
+        )
+        self._collect_subtree(child)
+        if gave_up:
+            child.status = TERMINATED
+            self._give_up(child.last_exit)
+            return None
+        if plan.end is not None:
+            self._end(plan.end)
+        if plan.action is Action.RESTART:
+            return self._restart(child, plan, logged)
+        if child.status != STOPPING:  # else the stop that is under way decides
+            child.status = TERMINATED
+            if plan.drop:
+                self._children.pop(child.id, None)
+        return None
+
+    def _significant_running(self) -> bool:
+        return any(c.spec.significant and c.greenlet is not None for c in self._children.values())
+
+    def _collect_subtree(self, child: _Child) -> None:
+        # A child supervisor that ended hands up what it could not stop.
+        target = child.spec.target
+        if isinstance(target, Manager):
+            report = target.report
+            if report is not None and report.unstopped:
+                self._stopper.unstopped.extend(report.unstopped)
+
+    def _restart(self, child: _Child, plan: ExitPlan, logged: bool) -> Op | None:
+        if plan.attempt:
+            child.backoff_attempt = plan.attempt
         if self._strategy is Strategy.ONE_FOR_ONE:
-            if backoff is not None:
+            if child.spec.backoff is not None:
                 child.delayed_group = None
-                self._schedule_restart(child, delay, attempt)
-                return
+                self._delay(child, plan, logged)
+                return None
             child.restarts += 1
             self._spawn(child)
-            self._log_restarted(child, logged)
-            return
+            self._reporter.restarted(
+                child.id, child.incarnation, self._intensity.in_window, logged=logged
+            )
+            return None
+        return self._group_restart(child, plan, logged)
+
+    def _group_restart(self, child: _Child, plan: ExitPlan, logged: bool) -> Op:
+        """one_for_all / rest_for_one: stop the affected siblings newest first, drop the
+        temporary ones, start the rest in order (after the failed child's delay, if any)."""
         children = self._children
-        plan = plan_restart(
+        group = plan_restart(
             self._strategy,
             list(children),
             child.id,
             lambda k: children[k].greenlet is not None,
             lambda k: children[k].spec.restart is Restart.TEMPORARY,
         )
-        for key in plan.start:
-            children[key].status = "restarting"
-        for key in plan.stop:
-            self._shutdown_child(children[key], self._stop_deadline)
-        for key in plan.drop:
+        for key in group.start:
+            children[key].status = RESTARTING
+        for key in group.stop:
+            yield from self._stop_child(children[key])
+        for key in group.drop:
             children.pop(key, None)
-        if backoff is not None and self._end_reason is None:
-            for key in plan.start:
-                children[key].status = "delayed"
-            child.delayed_group = list(plan.start)
-            self._schedule_restart(child, delay, attempt)
+        if child.spec.backoff is not None and self._end_reason is None:
+            for key in group.start:
+                children[key].status = DELAYED
+            child.delayed_group = list(group.start)
+            self._delay(child, plan, logged)
             return
-        self._start_group(list(plan.start))
+        self._start_group(list(group.start))
+
+    def _delay(self, child: _Child, plan: ExitPlan, logged: bool) -> None:
+        child.status = DELAYED
+        self._timers.delay(child, self._config.clock() + plan.delay)
+        self._reporter.restart_delayed(
+            child.id, child.incarnation, plan.delay, plan.attempt, logged
+        )
 
     def _start_group(self, keys: list[ChildId]) -> None:
         children = self._children
         for key in keys:
             sibling = children.get(key)
-            if sibling is None or sibling.status not in ("restarting", "delayed"):
+            if sibling is None or sibling.status not in (RESTARTING, DELAYED):
                 continue
             if self._end_reason is not None:
                 break  # a stop arrived mid-restart: start nothing more
             sibling.restarts += 1
             self._spawn(sibling)
-            self._log_restarted(sibling)
+            self._reporter.restarted(sibling.id, sibling.incarnation, self._intensity.in_window)
         for key in keys:
             sibling = children.get(key)
-            if sibling is not None and sibling.status in ("restarting", "delayed"):
-                sibling.status = "terminated"
+            if sibling is not None and sibling.status in (RESTARTING, DELAYED):
+                sibling.status = TERMINATED
 
-    def _restart_delayed(self, record: Record) -> None:
-        assert isinstance(record, _Child)
+    def _restart_due(self, record: _Child) -> None:
         group = record.delayed_group
         record.delayed_group = None
         self._start_group(group if group is not None else [record.id])
 
-    def _add_and_start(
-        self, spec: ChildSpec, context: contextvars.Context, keep_on_failure: bool = False
-    ) -> _Child:
-        child = _Child(spec, self, self._mailbox.put_nowait, context)
-        if spec.heartbeat is not None:
-            self._monitor_for(spec.heartbeat)  # created with the first child that needs it
-        self._children[spec.id] = child
-        try:
-            self._start_synchronously(child)
-        except StartFailed:
-            if not keep_on_failure:  # start_child: OTP does not add a child that failed
-                self._children.pop(spec.id, None)
-            raise
-        return child
-
-    def _start_synchronously(self, child: _Child) -> None:
-        """Start *child* and wait until it is ready (or has run up to its first yield)."""
-        timeout = child.spec.ready_timeout
-        self._spawn(child)
-        incarnation = child.incarnation
-        self._emit.emit("info", "child_started", child_id=child.id, incarnation=incarnation)
-        if timeout is None:
-            gevent.sleep(0)  # its start callback was queued first: it runs until it yields
-            deadline: float | None = time.monotonic()
-        else:
-            child.awaiting_ready = True
-            deadline = None if timeout == math.inf else time.monotonic() + timeout
-        try:
-            while True:
-                if child.ready_inc == incarnation and timeout is not None:
-                    return
-                item = self._next_event(deadline)
-                if item is None:  # no exit of it: it is running (or timed out waiting)
-                    if timeout is None:
-                        return
-                    self._shutdown_child(child, None)
-                    raise StartFailed(ChildStartError(self._path, child.id, None))
-                if item is WAKE:
-                    continue
-                other, other_inc, exc = item
-                if other is not child or other_inc != incarnation:
-                    self._defer(item)
-                    continue
-                kind = classify(exc, child.stop_requested)
-                if kind.is_abnormal:
-                    self._retirees.append(child.greenlet)
-                    child.greenlet = None
-                    child.status = "terminated"
-                    record = ExitRecord.of(child.id, incarnation, kind, exc, self._clock(), True)
-                    child.last_exit = record
-                    self._log_exit(child, incarnation, kind, exc, "start_failed", "")
-                    raise StartFailed(ChildStartError(self._path, child.id, record))
-                self._on_exit(other, other_inc, exc)
-                return
-        finally:
-            child.awaiting_ready = False
-
     # ------------------------------------------------------------------ stopping
 
-    def _stop_all(self) -> None:
+    def _stop_op(self) -> Op:
+        running = []
         for child in reversed(list(self._children.values())):
             if child.greenlet is not None:
-                self._shutdown_child(child, self._stop_deadline)
-            elif child.status in ("restarting", "delayed"):
-                child.status = "terminated"  # a pending (delayed) restart is cancelled
+                child.status = STOPPING
+                running.append(child)
+            elif child.status in (RESTARTING, DELAYED):
+                self._timers.cancel(child)
+                child.status = TERMINATED  # a pending (delayed) restart is cancelled
+        yield from self._stopper.in_order(running)
+        for child in running:
+            self._stopped(child, TERMINATED)
 
-    def _shutdown_child(self, child: _Child, cap: float | None) -> None:
-        """Stop one running child by its policy (and *cap*); report it if it outlives it."""
+    def _stop_child(self, child: _Child) -> Op:
+        """Stop one running child by its policy; report it if it outlives it."""
         if child.greenlet is None:
             return
         previous = child.status
-        child.status = "stopping"
-        try:
-            self._stop_records([child], lambda r: child.spec.shutdown, cap)
-        finally:
-            if previous == "restarting":
-                child.status = "restarting"
-            else:
-                child.status = "terminated"
-                if child.spec.restart is Restart.TEMPORARY:
-                    self._children.pop(child.id, None)
+        child.status = STOPPING
+        yield from self._stopper.together((child,))
+        self._stopped(child, RESTARTING if previous == RESTARTING else TERMINATED)
+
+    def _stopped(self, child: _Child, status: Any) -> None:
+        child.status = status
+        if status == TERMINATED and child.spec.restart is Restart.TEMPORARY:
+            self._children.pop(child.id, None)
+
+    def _abandon(self, record: Record) -> None:
+        super()._abandon(record)
+        self._active -= 1
+
+    def _disown(self) -> int:
+        greenlets = []
+        for child in self._children.values():
+            greenlets += [child.greenlet, child.abandoned_greenlet]
+            child.greenlet = child.abandoned_greenlet = None
+            child.status = TERMINATED
+        self._active = 0
+        return disown(greenlets)
 
     # ------------------------------------------------------------------ dynamic API bodies
 
-    def _do_start_child(self, spec: ChildSpec, context: contextvars.Context) -> ChildInfo:
+    def _do_start_child(self, spec: ChildSpec, context: contextvars.Context) -> Op:
         existing = self._children.get(spec.id)
         if existing is not None:
             if existing.greenlet is not None:
                 raise ChildAlreadyStartedError(self._name, spec.id)
             raise ChildAlreadyPresentError(self._name, spec.id)
-        return self._info(self._add_and_start(spec, context))
+        child = self._add(spec, context)
+        try:
+            yield from self._start_one(child)
+        except StartFailed:
+            self._children.pop(spec.id, None)  # OTP does not add a child that failed
+            raise
+        return child.info()
 
     def _find(self, child_id: ChildId) -> _Child:
         child = self._children.get(child_id)
@@ -603,32 +604,48 @@ class Supervisor(Manager):
             raise ChildNotFoundError(self._name, child_id)
         return child
 
-    def _do_terminate_child(self, child_id: ChildId) -> ChildInfo:
+    def _do_terminate_child(self, child_id: ChildId) -> Op:
         child = self._find(child_id)
+        self._timers.cancel(child)
         if child.greenlet is not None:
-            self._shutdown_child(child, None)
-        child.status = "terminated"
-        if child.spec.restart is Restart.TEMPORARY:
-            self._children.pop(child.id, None)
-        return self._info(child)
+            yield from self._stop_child(child)
+        self._stopped(child, TERMINATED)
+        return child.info()
 
-    def _do_restart_child(self, child_id: ChildId) -> ChildInfo:
+    def _do_restart_child(self, child_id: ChildId) -> Op:
         child = self._find(child_id)
         if child.greenlet is not None:
             raise ChildRunningError(self._name, child_id, "restarted")
-        if child.status in ("restarting", "delayed"):
+        if child.status in (RESTARTING, DELAYED):
             raise ChildRestartingError(self._name, child_id, "restarted")
         try:
-            self._start_synchronously(child)
+            yield from self._start_one(child)
         except StartFailed:
-            child.status = "terminated"
+            child.status = TERMINATED
             raise
-        return self._info(child)
+        return child.info()
 
     def _do_delete_child(self, child_id: ChildId) -> None:
         child = self._find(child_id)
         if child.greenlet is not None:
             raise ChildRunningError(self._name, child_id, "deleted")
-        if child.status in ("restarting", "delayed"):
+        if child.status in (RESTARTING, DELAYED):
             raise ChildRestartingError(self._name, child_id, "deleted")
         del self._children[child_id]
+
+
+def _significance_problems(
+    owner: str, specs: Sequence[ChildSpec], auto: AutoShutdown
+) -> list[SpecProblem]:
+    if auto is not AutoShutdown.NEVER:
+        return []
+    return [
+        SpecProblem(
+            owner,
+            f"children[{i}].significant",
+            "False when auto_shutdown is 'never' (as in OTP)",
+            True,
+        )
+        for i, spec in enumerate(specs)
+        if spec.significant
+    ]

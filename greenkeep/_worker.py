@@ -4,14 +4,15 @@ The greenlets that run children, and the only ways greenkeep touches them.
 A child incarnation runs in a `WorkerGreenlet`: a plain ``greenlet.greenlet`` whose parent is
 the gevent hub (not a ``gevent.Greenlet``: that class extracts the spawning stack and pickles
 tracebacks on every crash, which would cost more than the rest of a restart together). Every
-exit of every incarnation posts exactly one ``(child, incarnation, exception or None)``
+exit of every incarnation posts exactly one ``(child, incarnation, what it raised or None)``
 tuple onto the supervisor's mailbox, a ``gevent.queue`` the manager consumes:
 
 - the wrapper catches whatever the incarnation raises (``GreenletExit`` from a kill
   included, and ``BaseException``), so gevent's hub never prints a worker's traceback, and
   posts it;
 - the start trampoline, a loop callback that runs in the hub like a ``rawlink`` callback,
-  posts for the one exit the wrapper cannot see: a greenlet killed before it ever ran.
+  posts for the exits the wrapper cannot see: a greenlet killed before it ever ran, and an
+  incarnation that never ran because a stop began after its start was scheduled.
 
 Callbacks here run in the hub: they only post, never block, never raise.
 
@@ -26,12 +27,22 @@ Two ways to run the next incarnation:
 *reuse*
     the same greenlet runs the function again once the manager allows it (`spawn`
     starts it, `resume` lets a parked one run its next incarnation, `retire` ends it).
+
+Invariants the manager relies on:
+
+- ``child.ran == -incarnation`` once an incarnation's exit is posted and its greenlet parks
+  (or ends): a stop request that comes after that must not turn the exit into a shutdown;
+- a loop callback scheduled before a stop began (or before a fork) never runs an
+  incarnation once `Channel.halted` is set: the trampolines check it (item 5 and the fork);
+- in a forked child process, inherited worker greenlets are `disown`-ed: gevent's own
+  wake-ups of them (a timer, an event, a ``sleep(0)``) switch into nothing, and greenkeep's
+  trampolines see `Channel.halted` and ``Channel.forked``.
 """
 
 from __future__ import annotations
 
 import contextvars
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any, Final
 
 import gevent
@@ -43,11 +54,14 @@ if TYPE_CHECKING:
     from gevent.hub import Hub
 
 __all__ = [
+    "PARK_AFTER",
     "WAKE",
-    "Mailbox",
+    "Channel",
+    "Runnable",
     "WorkerGreenlet",
     "create",
     "current_worker",
+    "disown",
     "kill",
     "resume",
     "retire",
@@ -58,61 +72,112 @@ __all__ = [
     "start_spare",
 ]
 
-#: What the manager consumes: (the child record, the incarnation, what it raised or None).
-#: A mailbox item that only wakes the manager (control requests, readiness).
+#: A mailbox item that only wakes the manager (control requests, readiness, a clock).
 WAKE: Final = object()
 
-#: What the manager consumes: (the child record, the incarnation, what it raised or None).
-Exit = tuple[Any, int, "BaseException | None"]
-#: ``mailbox.put_nowait``: how exits are posted.
-Mailbox = Callable[[Any], None]
+
+def _nothing() -> None:
+    return None
+
+
+class Channel:
+    """
+    What one run of a supervisor shares with its workers: how to post and wake the
+    manager, and the flags every worker-side callback checks. Workers write `posted` and
+    clear `parked`; everything else is written by the manager.
+
+    Attributes:
+        post: ``put_nowait`` of the manager's ``gevent.queue``.
+        posted: Exits posted since the manager last took a batch (it resets it).
+        parked: Set while the manager is parked in the hub: a poster then calls `wake`.
+        wake: Schedules the manager's resume (one loop callback).
+        halted: A stop has begun (or the process forked): callbacks start nothing.
+        forked: This run belongs to the parent process: callbacks post nothing either.
+        damped: The storms under way by kind, while a crash of a kind being summarized may
+            be posted as its storm alone (see `greenkeep._storm`); else ``None``.
+        path: The supervisor's path.
+        on_blocked: Reports a blocked event loop (see `greenkeep._blocking`).
+    """
+
+    __slots__ = (
+        "__weakref__",
+        "damped",
+        "forked",
+        "halted",
+        "on_blocked",
+        "parked",
+        "path",
+        "post",
+        "posted",
+        "wake",
+    )
+
+    def __init__(self, post: Callable[[object], None], path: str) -> None:
+        self.post = post
+        self.posted = 0
+        self.parked = False
+        self.wake: Callable[[], object] = _nothing
+        self.halted = False
+        self.forked = False
+        self.damped: dict[Any, Any] | None = None
+        self.path = path
+        self.on_blocked: Callable[[dict[str, object], Hub | None], None] | None = None
+
+    def notify(self, item: object) -> None:
+        """Post *item* and wake the manager if it is parked (`_run_worker` inlines this)."""
+        self.post(item)
+        if self.parked:
+            self.parked = False
+            self.wake()
+
+    def nudge(self) -> None:
+        """Wake the manager without an exit (readiness, a request)."""
+        self.notify(WAKE)
 
 
 class Runnable:
     """
     What a worker greenlet needs from the record of the child it runs.
 
-    The supervisor's child record and the pool's worker record both provide these
-    attributes; `ran` is written by the worker, everything else only read. The worker-side
-    API (`greenkeep.current`, `ready`, `stop_signal`) also reads ``id``, ``incarnation``,
-    ``supervisor``, ``stop_event``, ``awaiting_ready`` and writes ``ready_inc`` and
-    ``stop_event``.
+    The supervisor's child record and the pool's worker record both provide these; `ran`
+    is written by the worker, everything else only read. The worker-side API
+    (`greenkeep.current`, `ready`, `stop_signal`) also reads ``id``, ``incarnation``,
+    ``stop_requested``, ``awaiting_ready`` and writes ``ready_inc`` and ``stop_event``.
     """
 
-    __slots__ = (
-        "args",
-        "context",
-        "damped",
-        "kwargs",
-        "post",
-        "pulse",
-        "ran",
-        "reusable",
-        "target",
-    )
+    __slots__ = ("args", "channel", "context", "kwargs", "ran", "reusable", "target")
 
     target: Callable[..., object]
     args: tuple[object, ...]
-    kwargs: dict[str, object] | Any
+    kwargs: Any
     context: contextvars.Context
-    post: Mailbox
+    channel: Channel
+    #: The incarnation running, or minus the one whose exit is posted (parked or ended).
     ran: int
-    #: Shared with the manager: ``pulse[0]``, exits posted since it last took a batch (it
-    #: resets it); ``pulse[1]``, set while it is parked; ``pulse[2]()`` wakes it then.
-    pulse: list[Any]
     #: Whether the greenlet runs further incarnations (reuse mode) after parking.
     reusable: bool
-    #: The manager's crash storms by kind, when a crash of a kind being summarized may be
-    #: posted as its kind alone (see `greenkeep._storm`); else ``None``.
-    damped: dict[Any, Any] | None
+
+
+#: Worker greenlets a forked child process inherited (see `disown`): kept referenced for the
+#: life of the process (a greenlet that is garbage collected gets GreenletExit thrown in).
+_disowned: set[_RawGreenlet] = set()
+_NO_VALUE: Final = object()
+_raw_switch = _RawGreenlet.switch
+_raw_throw = _RawGreenlet.throw
 
 
 class WorkerGreenlet(_RawGreenlet):
     """
     The greenlet of one supervised child (a raw greenlet whose parent is the hub).
 
+    `switch` and `throw` are the greenlet's own, except in a forked child process for the
+    greenlets it inherited (`disown`): there they do nothing, so that no code of the
+    parent's workers ever runs in the child, whatever gevent had queued for them (a timer,
+    an event's waiters, a ``sleep(0)``). The check costs a worker's wake-up about 70 ns;
+    greenkeep's own switches into its workers skip it.
+
     Attributes:
-        child: The supervisor-owned record of the child it runs.
+        child: The supervisor-owned record of the child it runs (``None`` for a spare).
         incarnation: The incarnation it is running now.
         beaten: Set by `greenkeep.beat` in this greenlet, cleared by the supervisor's
             heartbeat ticks (see `greenkeep._heartbeat`).
@@ -126,18 +191,43 @@ class WorkerGreenlet(_RawGreenlet):
     child: Any
     incarnation: int
 
+    def switch(self, value: Any = _NO_VALUE, /) -> Any:
+        """Switch into this greenlet (as gevent does to wake it: with one value or none)."""
+        if _disowned and self in _disowned:
+            return None
+        if value is _NO_VALUE:
+            return _raw_switch(self)
+        return _raw_switch(self, value)
+
+    def throw(self, *args: Any) -> Any:
+        """Raise an exception in this greenlet (a kill, a ``gevent.Timeout``)."""
+        if _disowned and self in _disowned:
+            return None
+        return _raw_throw(self, *args)
+
     def beat(self) -> None:
         """This incarnation's heartbeat, as `greenkeep.heartbeat` hands it out."""
         self.beaten = True
 
     def __repr__(self) -> str:
-        child = getattr(self, "child", None)
-        ident = getattr(child, "id", "?")
+        ident = getattr(getattr(self, "child", None), "id", "?")
         state = "dead" if self.dead else ("running" if self else "new")
         return f"<WorkerGreenlet child={ident!r} incarnation={self.incarnation} {state}>"
 
 
-#: Posted for an incarnation that died of ``GreenletExit`` (a kill carries nothing else).
+def disown(greenlets: Iterable[WorkerGreenlet | None]) -> int:
+    """In a forked child: make inherited worker greenlets inert (see `WorkerGreenlet`);
+    return how many were alive."""
+    alive = 0
+    for greenlet in greenlets:
+        if greenlet is not None and not greenlet.dead:
+            _disowned.add(greenlet)
+            alive += 1
+    return alive
+
+
+#: Posted for an incarnation that died of ``GreenletExit`` (a kill carries nothing else),
+#: or that never ran.
 _KILLED: Final = GreenletExit()
 
 #: Switched into a parked worker: run your record's (new) incarnation.
@@ -168,11 +258,13 @@ def _run_worker(child: Runnable, incarnation: int) -> None:
     # new greenlet runs the next one). In a crash storm a fresh greenlet parks too, and the
     # manager retires it in a later batch: a greenlet's teardown (an munmap of its
     # interpreter stack) then stays out of the storm's first pass, which would otherwise
-    # hold the hub for the whole storm.
+    # hold the hub for the whole storm. Hot: everything is a local, the post and the wake
+    # are inlined (Channel.notify).
     me = _getcurrent()
     hub: Any = me.parent
     park = _RawGreenlet.switch
-    post = child.post
+    channel = child.channel
+    post = channel.post
     context = child.context
     target = child.target
     args = child.args
@@ -191,18 +283,18 @@ def _run_worker(child: Runnable, incarnation: int) -> None:
                 me.gr_context = context.copy()
             target(*args, **kwargs)
         except Exception as exc:
-            damped = child.damped
+            damped = channel.damped
             tb = exc.__traceback__
             if damped is not None and tb is not None:
-                while tb.tb_next is not None:
+                while tb.tb_next is not None:  # greenkeep._storm.crash_site, inlined
                     tb = tb.tb_next
-                kind = (type(exc), id(tb.tb_frame.f_code), tb.tb_lasti)
-                storm = damped.get(kind)
+                storm = damped.get((type(exc), id(tb.tb_frame.f_code), tb.tb_lasti))
                 if storm is not None and storm.sample is not None:
-                    # Its kind is being summarized and needs no sample: only the kind is
-                    # posted, and the exception, its traceback and frames are freed now
-                    # instead of waiting in the manager's backlog.
-                    post((child, incarnation, kind))
+                    # Its kind is being summarized and has its sample: the crash counts
+                    # itself and posts its storm, and the exception, its traceback and
+                    # frames are freed now instead of waiting in the manager's backlog.
+                    storm.count += 1
+                    post((child, incarnation, storm))
                 else:
                     post((child, incarnation, exc))
             else:
@@ -218,12 +310,11 @@ def _run_worker(child: Runnable, incarnation: int) -> None:
         else:
             post((child, incarnation, None))
         child.ran = -incarnation  # parked: its exit is posted
-        pulse = child.pulse
-        pulse[0] += 1
-        if pulse[1]:  # the manager is parked: wake it (one loop callback), and park too,
-            pulse[1] = 0  # so that it runs before this greenlet's teardown
-            pulse[2]()
-        elif not child.reusable and pulse[0] <= PARK_AFTER:
+        channel.posted += 1
+        if channel.parked:  # the manager is parked: wake it (one loop callback), and park
+            channel.parked = False  # too, so that it runs before this greenlet's teardown
+            channel.wake()
+        elif not child.reusable and channel.posted <= PARK_AFTER:
             return  # fresh mode, manager busy but keeping up: end now (the cheapest way)
         while True:  # parked (a raw switch: a worker has no gevent switch_out hook)
             try:
@@ -254,7 +345,7 @@ def _spare_main() -> None:
 
 
 def _warm(greenlet: WorkerGreenlet) -> None:
-    greenlet.switch()  # runs until it waits in _spare_main
+    _raw_switch(greenlet)  # runs until it waits in _spare_main
 
 
 def spare(hub: Hub) -> WorkerGreenlet:
@@ -279,30 +370,24 @@ def start_spare(greenlet: WorkerGreenlet, child: Runnable, incarnation: int) -> 
     greenlet.child = child
     greenlet.incarnation = incarnation
     _hub().loop.run_callback(_getcurrent().switch)
-    greenlet.switch((child, incarnation))
+    _raw_switch(greenlet, (child, incarnation))
 
 
 def _trampoline(greenlet: WorkerGreenlet, child: Runnable, incarnation: int) -> None:
     # Loop callback that starts a worker greenlet. Runs in the hub; only posts.
-    if child.supervisor._forked:  # type: ignore[attr-defined]
-        return  # scheduled in the parent process: never run it in a forked child
+    channel = child.channel
+    if channel.halted:  # a stop began after this start was scheduled: it never runs
+        if not channel.forked:
+            channel.notify((child, incarnation, _KILLED))
+        return
     try:
-        greenlet.switch(child, incarnation)
+        _raw_switch(greenlet, child, incarnation)
     except BaseException as exc:  # thrown into it before it ever ran
-        _notify(child, (child, incarnation, exc))
+        channel.notify((child, incarnation, exc))
         return
     if child.ran != incarnation and child.ran != -incarnation and greenlet.dead:
         # Killed before it ever ran: the wrapper never saw it.
-        _notify(child, (child, incarnation, GreenletExit()))
-
-
-def _notify(child: Runnable, item: Any) -> None:
-    # Post *item* and wake the manager if it is parked (as _run_worker does inline).
-    child.post(item)
-    pulse = child.pulse
-    if pulse[1]:
-        pulse[1] = 0
-        pulse[2]()
+        channel.notify((child, incarnation, GreenletExit()))
 
 
 def create(child: Runnable, incarnation: int, hub: Hub | None = None) -> WorkerGreenlet:
@@ -337,19 +422,24 @@ def start(greenlets: list[WorkerGreenlet]) -> None:
     _hub().loop.run_callback(_start_all, greenlets)
 
 
-def _forked(greenlet: WorkerGreenlet) -> bool:
-    child = greenlet.child
-    return child is not None and bool(child.supervisor._forked)
-
-
 def _switch_all(greenlets: list[WorkerGreenlet], token: object) -> None:
     # Loop callback: switch into each parked greenlet in turn. Each runs until it blocks or
     # parks again (or ends), then control comes back here.
-    if greenlets and _forked(greenlets[0]):
-        return  # scheduled in the parent process: never run them in a forked child
+    if not greenlets:
+        return
+    first = greenlets[0].child
+    channel = first.channel if first is not None else None  # a spare has no child yet
+    if channel is not None and channel.halted:
+        if channel.forked:
+            return  # scheduled in the parent process: never run them in a forked child
+        if token is _GO:  # a stop began: the incarnations they were to run never run
+            for greenlet in greenlets:
+                child = greenlet.child
+                channel.notify((child, child.incarnation, _KILLED))
+            return
     for greenlet in greenlets:
         if greenlet:  # started and not dead: parked (a never-started one is just dropped)
-            greenlet.switch(token)
+            _raw_switch(greenlet, token)
 
 
 def resume(greenlets: list[WorkerGreenlet]) -> None:
@@ -376,7 +466,7 @@ def start_now(greenlet: WorkerGreenlet) -> None:
     """
     _hub().loop.run_callback(_getcurrent().switch)
     if greenlet:  # started before: parked, waiting for its next incarnation
-        greenlet.switch(_GO)
+        _raw_switch(greenlet, _GO)
     else:
         _trampoline(greenlet, greenlet.child, greenlet.incarnation)
     # Back here once the callback above has run (the greenlet blocked, parked or ended).
@@ -384,7 +474,7 @@ def start_now(greenlet: WorkerGreenlet) -> None:
 
 def _throw(greenlet: WorkerGreenlet, exc_type: type[BaseException]) -> None:
     if not greenlet.dead:
-        greenlet.throw(exc_type)
+        greenlet.throw(exc_type)  # (a disowned greenlet ignores it)
 
 
 def kill(greenlet: WorkerGreenlet, exc_type: type[BaseException] = GreenletExit) -> None:

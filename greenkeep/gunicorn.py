@@ -43,11 +43,10 @@ from collections.abc import Callable
 from typing import Any, Protocol
 
 import gevent
-import structlog
 
+from greenkeep._check import check_timeout
 from greenkeep._errors import InvalidArgumentError, RestartIntensityExceeded
-from greenkeep._events import EventLogger
-from greenkeep._manager import check_timeout
+from greenkeep._events import EventLogger, ProcessReporter
 from greenkeep._pool import WorkerPool
 from greenkeep._supervisor import Supervisor
 from greenkeep.runner import DEFAULT_STOP_TIMEOUT, EXIT_GAVE_UP
@@ -123,10 +122,6 @@ class Hooks:
         self._logger = logger
         self._stopping = False
 
-    def _log(self) -> Any:
-        base = self._logger if self._logger is not None else structlog.get_logger("greenkeep")
-        return base.bind(pid=os.getpid())
-
     def on_starting(self, server: object) -> None:
         """
         gunicorn's ``on_starting`` (arbiter, once): clear ``prometheus_client``'s
@@ -148,6 +143,8 @@ class Hooks:
                 root, or the factory returned a supervisor that is already running. gunicorn
                 then logs the error and treats it as a worker boot failure (it stops).
             ChildStartError: If the root could not start (also a boot failure).
+            RestartIntensityExceeded: If the root gave up while starting (a boot failure
+                too: the arbiter does not respawn a crash loop).
         """
         global _root, _root_pid
         if not any(c.__module__ == "gunicorn.workers.ggevent" for c in type(worker).__mro__):
@@ -197,11 +194,10 @@ class Hooks:
         if self._stopping or current_root() is not root:
             return  # worker_exit stopped it
         reason = "restart_intensity_exceeded" if root.error is not None else "root_ended"
-        getattr(self._log(), "critical" if root.error is not None else "error")(
-            "worker_exit_requested",
-            supervisor=root.path,
-            reason=reason,
-            error=None if root.error is None else str(root.error),
+        ProcessReporter(root.path, self._logger).worker_exit_requested(
+            "critical" if root.error is not None else "error",
+            reason,
+            None if root.error is None else str(root.error),
         )
         worker.alive = False  # gunicorn's own graceful exit: stop accepting, drain, exit
 

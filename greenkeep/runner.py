@@ -39,9 +39,9 @@ from typing import Any, Final
 import gevent
 import structlog
 
+from greenkeep._check import check_timeout
 from greenkeep._errors import ChildStartError, InvalidArgumentError, RestartIntensityExceeded
-from greenkeep._events import EventLogger
-from greenkeep._manager import check_timeout
+from greenkeep._events import EventLogger, ProcessReporter
 from greenkeep._pool import WorkerPool
 from greenkeep._supervisor import Supervisor
 
@@ -85,12 +85,13 @@ def run(
     configure logging or monkey-patch anything.
 
     The first of *signals* to arrive (handled with ``gevent.signal_handler``) stops the
-    root with ``stop(stop_timeout)``: children get their stop signal, then ``GreenletExit``,
-    newest first, and the whole stop is over within *stop_timeout*; children that did not
-    stop by then are reported unstopped (`EXIT_UNSTOPPED`). A second signal hurries the
-    stop (``stop(0)``: whoever has not stopped yet is reported unstopped at once). A signal
-    that arrives while the root is starting takes effect as soon as no child is being
-    started. When `run` returns, the signals' previous handlers are back.
+    root with ``stop(stop_timeout)``, requested before anything is logged (a logger that
+    fails or blocks cannot keep the stop from happening): children get their stop signal,
+    then ``GreenletExit``, newest first, and the whole stop is over within *stop_timeout*;
+    children that did not stop by then are reported unstopped (`EXIT_UNSTOPPED`). A second
+    signal hurries the stop (``stop(0)``: whoever has not stopped yet is reported unstopped
+    at once). A signal that arrives while the root is starting takes effect as soon as no
+    child is being started. When `run` returns, the signals' previous handlers are back.
 
     Args:
         root: A `Supervisor` or `WorkerPool`, or a callable that builds one (called once,
@@ -126,26 +127,21 @@ def run(
                 "run()", "root", "a factory that returns a Supervisor or a WorkerPool", root
             )
     signals = tuple(signals)
-    log: Any = (logger if logger is not None else structlog.get_logger("greenkeep")).bind(
-        supervisor=root.name, pid=os.getpid()
-    )
+    log = ProcessReporter(root.name, logger)
     received: list[str] = []
 
     def on_signal(signum: int) -> None:
         name = signal.Signals(signum).name
         received.append(name)
         hurry = len(received) > 1
-        log.info("signal_received", signal=name, action="hurry" if hurry else "stop")
-        root.stop(0 if hurry else stop_timeout)
+        # The stop first: whatever logging does (raise, block) cannot keep it from happening.
+        root.stop(0 if hurry else stop_timeout, block=False)
+        log.signal_received(name, "hurry" if hurry else "stop")
 
     previous = {signum: signal.getsignal(signum) for signum in signals}
     watchers = [gevent.signal_handler(signum, on_signal, signum) for signum in signals]
     try:
-        log.info(
-            "runner_started",
-            signals=[signal.Signals(s).name for s in signals],
-            stop_timeout=stop_timeout,
-        )
+        log.runner_started([signal.Signals(s).name for s in signals], stop_timeout)
         return _run(root, stop_timeout, log)
     finally:
         for watcher in watchers:
@@ -156,7 +152,7 @@ def run(
                 signal.signal(signum, handler)
 
 
-def _run(root: Supervisor | WorkerPool, stop_timeout: float | None, log: Any) -> int:
+def _run(root: Supervisor | WorkerPool, stop_timeout: float | None, log: ProcessReporter) -> int:
     interrupted = False
     try:
         if root.state != "running":
@@ -184,17 +180,15 @@ def _run(root: Supervisor | WorkerPool, stop_timeout: float | None, log: Any) ->
 
 
 def _finish(
-    log: Any, status: int, reason: str, unstopped: int, error: str | None, **extra: object
+    log: ProcessReporter,
+    status: int,
+    reason: str,
+    unstopped: int,
+    error: str | None,
+    **extra: object,
 ) -> int:
     level = "info" if status == EXIT_OK else "critical" if status == EXIT_GAVE_UP else "error"
-    getattr(log, level)(
-        "runner_stopped",
-        exit_status=status,
-        reason=reason,
-        unstopped=unstopped,
-        error=error,
-        **extra,
-    )
+    log.runner_stopped(status, level, reason=reason, unstopped=unstopped, error=error, **extra)
     return status
 
 
@@ -265,10 +259,28 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.log_format != "keep" and not structlog.is_configured():
         _configure_structlog(args.log_format, args.log_level)
     try:
-        return run(factory, stop_timeout=args.stop_timeout)  # type: ignore[arg-type]
+        status = run(factory, stop_timeout=args.stop_timeout)  # type: ignore[arg-type]
     except InvalidArgumentError as error:
         print(f"python -m greenkeep: {args.target!r}: {error}", file=sys.stderr)
         return EXIT_USAGE
+    _release_broken_streams()
+    return status
+
+
+def _release_broken_streams() -> None:
+    """Standard output or error whose reader went away (a closed pipe): point them at
+    ``os.devnull``, so that the interpreter's last flush at exit cannot fail and change the
+    exit status (Python's own advice for SIGPIPE)."""
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):
+            try:
+                devnull = os.open(os.devnull, os.O_WRONLY)
+                os.dup2(devnull, stream.fileno())
+                os.close(devnull)
+            except (OSError, ValueError):
+                pass
 
 
 def _load(target: str) -> object:

@@ -11,8 +11,8 @@ from greenlet import GreenletExit
 from hypothesis import strategies as st
 
 from greenkeep._exits import ExitKind
+from greenkeep._rules import Strategy
 from greenkeep._spec import Restart
-from greenkeep._strategy import Strategy
 
 
 class CustomBaseError(BaseException):

@@ -140,10 +140,10 @@ class TestErrors:
             sup.start_child("a")  # type: ignore[arg-type]
 
     def test_start_child_that_fails_while_starting_is_not_added(self, sup: Supervisor) -> None:
-        """A child that crashes before it first yields makes start_child raise, and is not
-        kept."""
+        """A child with ready_timeout that crashes before it is ready makes start_child
+        raise, and is not kept."""
         with pytest.raises(greenkeep.ChildStartError, match="'c' exited while starting"):
-            sup.start_child(ChildSpec("c", lambda: 1 / 0))
+            sup.start_child(ChildSpec("c", lambda: 1 / 0, ready_timeout=1.0))
 
         assert ["a", "b"] == [c.id for c in sup.which_children()]
         assert "running" == sup.state

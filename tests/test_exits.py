@@ -1,6 +1,6 @@
 """
-Tests for exit classification and the restart decision (`greenkeep._exits`): DESIGN.md's
-"How a child exits" and "Restart decision" tables, cell by cell.
+Tests for exit classification and rendered exit records (`greenkeep._exits`): the "how a
+child exits" table, cell by cell. The restart table is tested in ``test_rules.py``.
 """
 
 # STYLE.md asserts `expected == actual`, which ruff's SIM300 calls a Yoda condition.
@@ -15,18 +15,15 @@ from greenlet import GreenletExit
 from hypothesis import given
 from hypothesis import strategies as st
 
-from greenkeep._exits import Decision, ExitKind, ExitRecord, classify, decide
-from greenkeep._spec import Restart
+from greenkeep._exits import ExitKind, ExitRecord, classify
 
 from strategies import (
     CustomBaseError,
     InterruptSubclass,
     abnormal_exceptions,
     any_exits,
-    exit_kinds,
     interrupts,
     non_interrupt_exits,
-    restarts,
     successful_system_exits,
 )
 
@@ -208,82 +205,6 @@ class TestClassifyTotal:
             expected = ABNORMAL
 
         assert expected is classify(exc, stop_requested)
-
-
-#: DESIGN.md's restart table, plus heartbeat_missed (as abnormal) and interrupted (never
-#: restarted).
-RESTART_TABLE = {
-    (Restart.PERMANENT, NORMAL): Decision.RESTART,
-    (Restart.PERMANENT, SHUTDOWN): Decision.KEEP,
-    (Restart.PERMANENT, ABNORMAL): Decision.RESTART,
-    (Restart.PERMANENT, HEARTBEAT): Decision.RESTART,
-    (Restart.PERMANENT, INTERRUPTED): Decision.KEEP,
-    (Restart.TRANSIENT, NORMAL): Decision.KEEP,
-    (Restart.TRANSIENT, SHUTDOWN): Decision.KEEP,
-    (Restart.TRANSIENT, ABNORMAL): Decision.RESTART,
-    (Restart.TRANSIENT, HEARTBEAT): Decision.RESTART,
-    (Restart.TRANSIENT, INTERRUPTED): Decision.KEEP,
-    (Restart.TEMPORARY, NORMAL): Decision.DROP,
-    (Restart.TEMPORARY, SHUTDOWN): Decision.DROP,
-    (Restart.TEMPORARY, ABNORMAL): Decision.DROP,
-    (Restart.TEMPORARY, HEARTBEAT): Decision.DROP,
-    (Restart.TEMPORARY, INTERRUPTED): Decision.DROP,
-}
-
-
-class TestDecide:
-    @pytest.mark.parametrize(
-        ("restart", "kind", "expected"),
-        [(r, k, d) for (r, k), d in RESTART_TABLE.items()],
-        ids=[f"{r.value}-{k.value}" for (r, k) in RESTART_TABLE],
-    )
-    def test_cell(self, restart, kind, expected):
-        """
-        Each cell of the restart table gives its decision.
-        """
-        assert expected is decide(restart, kind)
-
-    def test_table_is_complete(self):
-        """
-        The table covers every restart type and exit kind, and decide agrees on all of them.
-        """
-        actual = {(r, k): decide(r, k) for r in Restart for k in ExitKind}
-
-        assert RESTART_TABLE == actual
-
-    @given(restart=restarts)
-    def test_heartbeat_missed_is_abnormal(self, restart):
-        """
-        A missed heartbeat is decided exactly like a crash.
-        """
-        assert decide(restart, ABNORMAL) is decide(restart, HEARTBEAT)
-
-    @given(restart=restarts)
-    def test_interrupted_never_restarts(self, restart):
-        """
-        An interrupted child is never restarted, whatever its restart type.
-        """
-        assert Decision.RESTART is not decide(restart, INTERRUPTED)
-
-    @given(kind=exit_kinds)
-    def test_temporary_always_dropped(self, kind):
-        """
-        A temporary child's spec is dropped however it exited.
-        """
-        assert Decision.DROP is decide(Restart.TEMPORARY, kind)
-
-    @given(restart=restarts, kind=exit_kinds)
-    def test_restarts_only_where_the_table_says(self, restart, kind):
-        """
-        Shutdowns and temporary children never restart; transient ones restart only when
-        abnormal.
-        """
-        decision = decide(restart, kind)
-
-        if kind is SHUTDOWN or restart is Restart.TEMPORARY:
-            assert Decision.RESTART is not decision
-        if restart is Restart.TRANSIENT and decision is Decision.RESTART:
-            assert kind.is_abnormal
 
 
 class TestExitKind:

@@ -195,18 +195,28 @@ class TestWindow:
 
         assert 4 == window.total
 
-    def test_reset_forgets(self):
+    def test_resized_keeps_the_restarts_and_the_total(self):
         """
-        After reset the full budget is available again.
+        A window resized to a new budget keeps the restarts it held and its total.
         """
-        window = RestartIntensity(1, 5.0)
+        window = RestartIntensity(5, 5.0)
+        for t in (0.0, 1.0, 2.0):
+            window.record(t)
+
+        resized = window.resized(2)
+
+        assert (3, 2) == (resized.total, resized.max_restarts)
+        assert resized.record(2.5) is True  # three kept + this one > 2
+
+    def test_headroom_counts_down_and_is_none_when_unlimited(self):
+        """
+        headroom is how many more restarts the window allows (unaged ones counted).
+        """
+        window = RestartIntensity(3, 5.0)
         window.record(0.0)
-        window.reset()
 
-        exceeded = window.record(0.5)
-
-        assert exceeded is False
-        assert (1, 1) == (window.in_window, window.total)
+        assert 2 == window.headroom
+        assert RestartIntensity(UNLIMITED, 5.0).headroom is None
 
     @given(run=intensity_runs())
     def test_matches_reference_model(self, run):

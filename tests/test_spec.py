@@ -13,7 +13,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from greenkeep._errors import InvalidSpecError, SpecProblem
-from greenkeep._spec import DEFAULT_SHUTDOWN, ChildSpec, Restart, Shutdown, validate_specs
+from greenkeep._spec import DEFAULT_SHUTDOWN, ChildSpec, Restart, Shutdown, Subtree, validate_specs
 
 from strategies import child_ids
 
@@ -28,19 +28,15 @@ def work() -> None:
     """A valid target."""
 
 
-class FakeSupervisor:
-    """Callable and marked the way a `Supervisor` marks itself."""
-
-    _greenkeep_is_supervisor = True
+class FakeSupervisor(Subtree):
+    """Callable, and a subtree as a `Supervisor` is."""
 
     def __call__(self) -> None:
         """Run (never called here)."""
 
 
-class NonCallableSupervisor:
-    """Marked as a supervisor, but not callable itself."""
-
-    _greenkeep_is_supervisor = True
+class NonCallableSupervisor(Subtree):
+    """A subtree, but not callable itself."""
 
 
 class BadRepr:

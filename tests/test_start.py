@@ -60,8 +60,9 @@ class TestOrderedStart:
         sup.stop()
 
     def test_failure_while_starting_stops_the_started_ones_in_reverse(self) -> None:
-        """start() fails cleanly: the error names the child, and the children already
-        started are stopped newest first."""
+        """A child with ready_timeout that fails before it is ready fails start() cleanly:
+        the error names the child, and the children already started are stopped newest
+        first."""
         events = Events()
 
         def broken() -> None:
@@ -71,7 +72,7 @@ class TestOrderedStart:
             [
                 ChildSpec("a", block_forever),
                 ChildSpec("b", block_forever),
-                ChildSpec("db", broken),
+                ChildSpec("db", broken, ready_timeout=1.0),
                 ChildSpec("never", block_forever),
             ],
             subscribers=[events],
@@ -97,16 +98,18 @@ class TestOrderedStart:
         assert "terminated" == sup.which_children()[0].status
 
     def test_supervisor_can_start_again_after_a_failed_start(self) -> None:
-        """A supervisor whose start failed can be started again."""
+        """A supervisor whose start failed (a child with ready_timeout crashed before it was
+        ready) can be started again."""
         attempts = []
 
         def flaky() -> None:
             attempts.append(1)
             if len(attempts) == 1:
                 raise ConnectionError("first try")
+            greenkeep.ready()
             block_forever()
 
-        sup = Supervisor([ChildSpec("c", flaky)])
+        sup = Supervisor([ChildSpec("c", flaky, ready_timeout=1.0)])
         with pytest.raises(greenkeep.ChildStartError):
             sup.start()
 

@@ -25,7 +25,6 @@ from hypothesis.stateful import (
 
 import greenkeep
 from greenkeep import ChildSpec, Supervisor
-from greenkeep._worker import _notify
 from greenkeep.testing import ManualClock
 
 from _events import Events
@@ -187,7 +186,8 @@ class SupervisorMachine(RuleBasedStateMachine):
         candidates = [c for c in self.model.children if c.incarnation > 1]
         child = data.draw(st.sampled_from(candidates))
         record = self.records[child.id]
-        _notify(record, (record, child.incarnation - 1, ValueError("stale")))  # as workers post
+        stale = (record, child.incarnation - 1, ValueError("stale"))
+        record.channel.notify(stale)  # as workers post
         if not self.model.failed:
             self.events.wait("exit_ignored", child_id=child.id)
 

@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from greenkeep._strategy import AutoShutdown, RestartPlan, Strategy, plan_restart
+from greenkeep._rules import AutoShutdown, RestartPlan, Strategy, plan_restart
 
 from strategies import RestartScenario, child_orders, restart_scenarios
 

@@ -68,8 +68,8 @@ def fail_at_once() -> None:
 
 
 def build_failing_start() -> Supervisor:
-    """A tree whose child fails while starting."""
-    return Supervisor([ChildSpec("db", fail_at_once)], name="app")
+    """A tree whose child fails before it is ready."""
+    return Supervisor([ChildSpec("db", fail_at_once, ready_timeout=5.0)], name="app")
 
 
 def report_patching() -> None:

@@ -1,0 +1,90 @@
+"""
+The checks behind every "must be X (got Y)" message: numbers of seconds, choices among an
+enum's values, callables. Pure; each check appends a `SpecProblem` to a list (so a
+constructor reports every bad argument at once) or, for a single argument of a method,
+raises `InvalidArgumentError`.
+"""
+
+from __future__ import annotations
+
+import enum
+import math
+from typing import TypeVar
+
+from greenkeep._errors import InvalidArgumentError, SpecProblem
+
+__all__ = ["check_choice", "check_seconds", "check_timeout", "is_number", "seconds_allowed"]
+
+E = TypeVar("E", bound=enum.Enum)
+
+
+def is_number(value: object) -> bool:
+    """An ``int`` or ``float`` that is not a ``bool``."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def seconds_allowed(*, none: bool, positive: bool, finite: bool) -> str:
+    """The words for what a seconds argument accepts, e.g. ``"None or a number of seconds
+    >= 0"``."""
+    text = f"a {'finite ' if finite else ''}number of seconds {'> 0' if positive else '>= 0'}"
+    return f"None or {text}" if none else text
+
+
+def check_seconds(
+    owner: str,
+    field: str,
+    value: object,
+    problems: list[SpecProblem],
+    *,
+    none: bool = True,
+    positive: bool = False,
+    finite: bool = True,
+) -> float | None:
+    """
+    Check a number of seconds; return it as a float (``None`` for an allowed ``None``).
+
+    An invalid value appends one problem to *problems* and returns ``None``. NaN is never
+    valid; infinity only when *finite* is false.
+    """
+    if value is None and none:
+        return None
+    if is_number(value):
+        seconds = float(value)  # type: ignore[arg-type]
+        if (
+            not math.isnan(seconds)
+            and (seconds > 0 if positive else seconds >= 0)
+            and (not finite or math.isfinite(seconds))
+        ):
+            return seconds
+    allowed = seconds_allowed(none=none, positive=positive, finite=finite)
+    problems.append(SpecProblem(owner, field, allowed, value))
+    return None
+
+
+def check_timeout(owner: str, timeout: object) -> float | None:
+    """
+    Check a method's ``timeout`` argument: ``None`` or seconds >= 0 (infinity allowed).
+
+    Raises:
+        InvalidArgumentError: Naming *owner*, the argument and what arrived.
+    """
+    problems: list[SpecProblem] = []
+    seconds = check_seconds(owner, "timeout", timeout, problems, finite=False)
+    if problems:
+        problem = problems[0]
+        raise InvalidArgumentError(owner, problem.field, problem.allowed, problem.got)
+    return seconds
+
+
+def check_choice(
+    choices: type[E], value: object, owner: str, field: str, problems: list[SpecProblem]
+) -> E | None:
+    """A member of the enum *choices*, given as itself or its value; else a problem."""
+    if isinstance(value, choices):
+        return value
+    for member in choices:
+        if type(value) is str and member.value == value:
+            return member
+    allowed = "one of " + ", ".join(repr(member.value) for member in choices)
+    problems.append(SpecProblem(owner, field, allowed, value))
+    return None
