@@ -3,7 +3,9 @@ The greenkeep rows of ``restart_rate.py``: one small function per scenario.
 
 Every row runs a `greenkeep.WorkerPool` of ``--workers`` workers running ``work(worker_id)``
 with ``max_restarts=UNLIMITED`` (the benchmark's workers crash forever on purpose), in the
-row's restart mode (``fresh``, greenkeep's default, or ``reuse``).
+row's restart mode (``fresh``, greenkeep's default, or ``reuse``). The *budget* rate rows
+pass ``max_restarts=BUDGET`` (10**9, never reached) and the default period instead, so that
+the restart-intensity bookkeeping runs on every restart.
 
 Logging is configured here, by the benchmark, before the pool starts (greenkeep never
 configures structlog itself):
@@ -37,10 +39,13 @@ from _harness import (
     watchdog,
 )
 
-__all__ = ["DEFAULT_MODE", "isolated", "memory", "rate", "storm"]
+__all__ = ["BUDGET", "DEFAULT_MODE", "isolated", "memory", "rate", "storm"]
 
 #: greenkeep's default restart mode: the JSON rows run it.
 DEFAULT_MODE = "fresh"
+
+#: The budget rows' ``max_restarts``: finite, and never reached by any run of the benchmark.
+BUDGET = 10**9
 
 #: The overall cap passed to `WorkerPool.stop` at the end of a row, in seconds.
 STOP_TIMEOUT = 10.0
@@ -48,10 +53,18 @@ STOP_TIMEOUT = 10.0
 STOP_GRACE = 15.0
 
 
-def _start(work: Callable[[int], None], workers: int, mode: str, summaries: bool = True) -> Any:
+def _start(
+    work: Callable[[int], None],
+    workers: int,
+    mode: str,
+    summaries: bool = True,
+    budget: bool = False,
+) -> Any:
     """
     Start a pool of *workers* workers running ``work(worker_id)`` in restart *mode*, with
-    storm *summaries* on (greenkeep's default) or off; return it (`_stop` stops it).
+    storm *summaries* on (greenkeep's default) or off, and ``max_restarts=UNLIMITED`` or,
+    with *budget*, ``max_restarts=BUDGET`` and the default period; return it (`_stop`
+    stops it).
     """
     import greenkeep
 
@@ -59,7 +72,7 @@ def _start(work: Callable[[int], None], workers: int, mode: str, summaries: bool
         work,
         workers,
         mode=mode,
-        max_restarts=greenkeep.UNLIMITED,
+        max_restarts=BUDGET if budget else greenkeep.UNLIMITED,
         name="bench",
         log_summary_interval=1.0 if summaries else None,
     )
@@ -90,9 +103,20 @@ def _stop(sup: Any, result: dict[str, Any]) -> dict[str, Any]:
 
 
 def rate(
-    workers: int, crash: str, warmup_max: float, seconds: float, mode: str, log: str
+    workers: int,
+    crash: str,
+    warmup_max: float,
+    seconds: float,
+    mode: str,
+    log: str,
+    budget: bool = False,
 ) -> dict[str, Any]:
-    """Workers crashing in a loop: restarts/s and crash-to-restart latency."""
+    """
+    Workers crashing in a loop: restarts/s and crash-to-restart latency. With *budget*, the
+    pool has ``max_restarts=BUDGET`` (the default period) instead of ``UNLIMITED``; after
+    the window the row checks, from the pool's ``snapshot()``, that it is still running and
+    reports how many restarts its window held (``restarts_in_period``).
+    """
     import time
 
     import gevent
@@ -106,12 +130,24 @@ def rate(
     pause = gevent.sleep if crash == "yield" else None
     t = time.perf_counter()
     sup = _start(
-        make_work(probe, gate.wait, pause), workers, mode, summaries=log != "json-nosummaries"
+        make_work(probe, gate.wait, pause),
+        workers,
+        mode,
+        summaries=log != "json-nosummaries",
+        budget=budget,
     )
     started = time.perf_counter() - t
     gate.open()
     result = measure(probe, gevent.sleep, warmup_max, seconds)
     result["start_s"] = started
+    if budget:
+        # After the window: the snapshot's cost is no part of the measurement.
+        snap = sup.snapshot()
+        result["max_restarts"] = BUDGET
+        result["restarts_in_period"] = snap.get("restarts_in_period")
+        if snap.get("state") != "running":
+            result["status"] = "error"
+            result["error"] = f"the pool is {snap.get('state')!r} after the window, not running"
     # Measured. Park the workers before stopping, so that stop() starts without a backlog.
     t = time.perf_counter()
     result["parked"] = gate.park(STOP_TIMEOUT)

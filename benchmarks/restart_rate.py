@@ -38,6 +38,15 @@ The rows:
 
 - *greenkeep filtered* (fresh mode, reuse mode): structlog's filtering bound logger above
   every level greenkeep uses (logging effectively off).
+- *greenkeep filtered, budget* (fresh mode, reuse mode): the same as the filtered rows, but
+  with a finite restart budget that is never reached (``max_restarts=10**9``, the default
+  period of 5 s) instead of ``UNLIMITED``: what the restart-intensity bookkeeping costs on
+  the straight path. Each runs right after its UNLIMITED row in every round (right before
+  it in the reversed rounds); after the window it checks, from the pool's ``snapshot()``,
+  that the pool is still running. The report gives each one's ratio to its UNLIMITED row
+  (the medians, and round by round). The budget's window holds every restart of the last
+  5 s: a row that has run for less than that (the default warm-up and window take a few
+  seconds) appends to it on every restart but has not yet started dropping old ones.
 - *greenkeep JSON* (default mode): every greenkeep event at info and above rendered by
   ``JSONRenderer`` (``add_log_level``, ISO ``TimeStamper``, ``format_exc_info``) through a
   filtering bound logger at INFO into a ``WriteLogger`` on ``os.devnull``; with storm
@@ -102,7 +111,7 @@ from typing import Any
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from _greenkeep_rows import DEFAULT_MODE
+from _greenkeep_rows import BUDGET, DEFAULT_MODE
 from _harness import emit_result, machine_info, run_child, versions
 
 SCRIPT = os.path.abspath(__file__)
@@ -118,7 +127,9 @@ class Row:
 
 RATE_ROWS = [
     Row("greenkeep-fresh", "greenkeep fresh, filtered", "fresh-limit"),
+    Row("greenkeep-fresh-budget", "greenkeep fresh, filtered, budget", "fresh-limit"),
     Row("greenkeep-reuse", "greenkeep reuse, filtered", "limit"),
+    Row("greenkeep-reuse-budget", "greenkeep reuse, filtered, budget", "limit"),
     Row(
         "greenkeep-json",
         f"greenkeep {DEFAULT_MODE}, JSON",
@@ -145,6 +156,11 @@ SCENARIOS = [
     ("snapshot", "snapshot of the whole tree"),
     ("heartbeat", "heartbeat: beats + deadline checks"),
 ]
+#: Each budget row and the UNLIMITED row it is compared with (the report's budget line).
+BUDGET_PAIRS = (
+    ("fresh", "greenkeep-fresh-budget", "greenkeep-fresh"),
+    ("reuse", "greenkeep-reuse-budget", "greenkeep-reuse"),
+)
 SCALING_SIZES = (1_000, 10_000, 100_000)
 SCALING_RUNS = 3
 SCALING_PAIRS = (
@@ -176,7 +192,13 @@ def run_row(args: argparse.Namespace) -> dict[str, Any]:
     name = args.row
     rows: dict[str, Callable[[], dict[str, Any]]] = {
         "greenkeep-fresh": lambda: _greenkeep_rows.rate(n, crash, warm, secs, "fresh", "filtered"),
+        "greenkeep-fresh-budget": lambda: _greenkeep_rows.rate(
+            n, crash, warm, secs, "fresh", "filtered", budget=True
+        ),
         "greenkeep-reuse": lambda: _greenkeep_rows.rate(n, crash, warm, secs, "reuse", "filtered"),
+        "greenkeep-reuse-budget": lambda: _greenkeep_rows.rate(
+            n, crash, warm, secs, "reuse", "filtered", budget=True
+        ),
         "greenkeep-json": lambda: _greenkeep_rows.rate(n, crash, warm, secs, DEFAULT_MODE, "json"),
         "greenkeep-json-nosummaries": lambda: _greenkeep_rows.rate(
             n, crash, warm, secs, DEFAULT_MODE, "json-nosummaries"
@@ -324,6 +346,7 @@ def main_parent(args: argparse.Namespace) -> int:
             "versions": versions(),
             "machine": machine_info(),
             "rows": rows,
+            "budget_ratios": out.budget_ratios(),
             "scenarios": scenarios,
             "scaling": scaling,
             "checks": checks,
@@ -471,6 +494,7 @@ class Report:
                 f"{r['peak_rss_bytes'] / 2**20:>6.0f} MiB"
                 f"{_fmt(None if mem is None else mem / 1024, '.1f', 9)} KiB"
             )
+        lines += ["", self.budget_line()]
         notes = []
         for row in RATE_ROWS:
             r = self.rows[row.name]
@@ -488,6 +512,36 @@ class Report:
         if self.scaling:
             lines += ["", *self.scaling_lines()]
         return "\n".join(lines)
+
+    def budget_ratios(self) -> dict[str, dict[str, Any]]:
+        """
+        Per restart mode: the budget row's restarts/s over its UNLIMITED row's (the medians),
+        and the same ratio round by round (the two rows run next to each other in every
+        round).
+        """
+        out: dict[str, dict[str, Any]] = {}
+        for mode, budget, unlimited in BUDGET_PAIRS:
+            b_runs = self.rows[budget].get("runs", [self.rows[budget]])
+            u_runs = self.rows[unlimited].get("runs", [self.rows[unlimited]])
+            rounds = [
+                b["rate"] / u["rate"] if _ok(b) and _ok(u) and u["rate"] > 0 else None
+                for b, u in zip(b_runs, u_runs, strict=False)
+            ]
+            out[mode] = {"ratio": self.ratio(budget, unlimited), "rounds": rounds}
+        return out
+
+    def budget_line(self) -> str:
+        cells = []
+        for mode, r in self.budget_ratios().items():
+            cell = f"{mode} {_fmt(r['ratio'], '.3f', 0)}x"
+            if len(r["rounds"]) > 1:
+                cell += " (rounds: " + ", ".join(_fmt(x, ".3f", 0) for x in r["rounds"]) + ")"
+            cells.append(cell)
+        return (
+            f"Budget (max_restarts={BUDGET:,}, never reached) / UNLIMITED, restarts/s: "
+            + "; ".join(cells)
+            + "  [informational; target >= 0.95x]"
+        )
 
     def scaling_runs(self) -> list[tuple[str, dict[str, Any]]]:
         """Every run of the scaling scenario, labelled."""

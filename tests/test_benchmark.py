@@ -37,7 +37,9 @@ def test_quick_run_output_shape(tmp_path: Path) -> None:
     assert re.search(r"^row\s+restarts/s\s+x naive\s+x asyncio\s+x limit", text, re.MULTILINE)
     for row in (
         "greenkeep fresh, filtered",
+        "greenkeep fresh, filtered, budget",
         "greenkeep reuse, filtered",
+        "greenkeep reuse, filtered, budget",
         "greenkeep fresh, JSON",
         "greenkeep fresh, JSON, no summaries",
         "naive (gevent.spawn + link_exception)",
@@ -48,15 +50,18 @@ def test_quick_run_output_shape(tmp_path: Path) -> None:
         assert re.search(rf"^{re.escape(row)}\s+[\d,]+\s", text, re.MULTILINE), row
     for section in ("Memory per idle worker", "Isolated crash", "Storm", "Snapshot", "Heartbeats"):
         assert section in text
+    assert re.search(r"^Budget \(max_restarts=.*/ UNLIMITED.*fresh .*reuse ", text, re.MULTILINE)
     verdicts = re.findall(r"^(PASS|FAIL|N/A)\s{2}", text, re.MULTILINE)
     assert len(verdicts) == 11
     assert re.search(r"^targets: PASS \d+, FAIL \d+, N/A \d+$", text, re.MULTILINE)
-    assert "[17/17]" in result.stderr  # progress on stderr
+    assert "[19/19]" in result.stderr  # progress on stderr
     data = json.loads(out.read_text())
     assert {"python", "gevent", "greenlet", "structlog", "greenkeep"} <= set(data["versions"])
     assert {
         "greenkeep-fresh",
+        "greenkeep-fresh-budget",
         "greenkeep-reuse",
+        "greenkeep-reuse-budget",
         "naive",
         "asyncio",
         "limit",
@@ -66,3 +71,4 @@ def test_quick_run_output_shape(tmp_path: Path) -> None:
         data["scenarios"]
     )
     assert len(data["checks"]) == 11
+    assert {"fresh", "reuse"} == set(data["budget_ratios"])
