@@ -90,6 +90,22 @@ Scenarios, each in its own child too:
   beat's cost is the mean of the pairs' differences in process CPU time per wake-up (with
   its standard error); the overhead is that cost at the rate the workers beat plus the
   ticks' time over the wall time, as a fraction of one core;
+- *introspection under polling*: a pool of N workers crashing in a loop (fresh mode,
+  filtered, ``UNLIMITED``); after the rate rows' warm-up, two windows of ``--seconds`` one
+  after the other in the same process: *unpolled*, then *polled*, while one more greenlet
+  loops on ``pool.which_children(); pool.count_children()``, plus ``pool.snapshot()`` on
+  iterations 0, 10, 20, ... (every 10th), then ``gevent.sleep(0)``. Restarts/s in each,
+  polled / unpolled, the introspection calls completed per second (each of the three calls
+  counts one), and for each window the longest stretch of the greenlet that measures, which
+  loops on ``gevent.sleep(0.05)``: its longest interval between two wake-ups minus 50 ms.
+  A window ends at the first wake-up at or after ``--seconds``; a polled window still
+  running 10 s later (5 ``--seconds`` if less) is cut by an OS thread that reports what it
+  measured so far (the interval in progress counting as a stretch) and ends the process.
+  One process rather than two: the same pool, heap and greenlets in both windows, seconds
+  apart, where separate processes differ by more than the ratio's interesting digits
+  (the rate rows' run-to-run spread); unpolled first, and only once, because what the
+  polled window leaves behind (its garbage, any restart backlog, on slow code a crawl that
+  outlasts it) would land in an unpolled window that followed;
 - *scaling* (``--scaling``): the greenkeep filtered rows and their limits at 1,000 / 10,000 /
   100,000 workers, each the median of 3 interleaved runs, as each mode's ratio to its limit.
 
@@ -155,6 +171,7 @@ SCENARIOS = [
     ("storm-limit", "storm: limit"),
     ("snapshot", "snapshot of the whole tree"),
     ("heartbeat", "heartbeat: beats + deadline checks"),
+    ("introspection", "introspection under polling"),
 ]
 #: Each budget row and the UNLIMITED row it is compared with (the report's budget line).
 BUDGET_PAIRS = (
@@ -178,6 +195,9 @@ STORM_ROUNDS = 3
 #: this many pairs of them (4 with --seconds below 1).
 HEARTBEAT_PHASE_S = 0.05
 HEARTBEAT_PAIRS = 400
+#: The introspection scenario: a polled window that has not ended this many seconds after
+#: it was due is cut (5 --seconds below 2).
+INTROSPECTION_OVERRUN = 10.0
 
 
 # ---------------------------------------------------------------------- child side
@@ -215,6 +235,9 @@ def run_row(args: argparse.Namespace) -> dict[str, Any]:
         "storm-greenkeep": lambda: _greenkeep_rows.storm(n, STORM_ROUNDS, 60.0),
         "storm-limit": lambda: _baselines.limit_storm(n, STORM_ROUNDS, 60.0),
         "snapshot": lambda: _greenkeep_rows.snapshot(n),
+        "introspection": lambda: _greenkeep_rows.introspection(
+            n, crash, warm, secs, min(INTROSPECTION_OVERRUN, 5 * secs)
+        ),
         "heartbeat": lambda: _greenkeep_rows.heartbeat(
             n,
             HEARTBEAT_PHASE_S,
@@ -262,6 +285,8 @@ class Runner:
 def _progress_summary(r: dict[str, Any]) -> str:
     if r.get("status") != "ok":
         return str(r.get("status", "error"))
+    if "polled_ratio" in r:
+        return f"polled {_fmt(r['polled_ratio'], '.2f', 0)}x unpolled"
     if r["row"].startswith("isolated"):
         return f"p99 {r['p99_us']:,.1f} us"
     if "bytes_per_worker" in r:
@@ -632,6 +657,33 @@ class Report:
             ]
         else:
             lines.append(f"  {hb.get('status', 'error') if hb else 'not run'}")
+        lines += ["", *self.introspection_lines()]
+        return lines
+
+    def introspection_lines(self) -> list[str]:
+        r = self.scenarios.get("introspection")
+        lines = [
+            f"Introspection under polling ({self.args.workers:,} workers crashing in a loop, "
+            "fresh, filtered, UNLIMITED; one process: a window unpolled, then one polled)"
+        ]
+        if not _ok(r):
+            why = (r or {}).get("error", "")
+            lines.append(f"  {r.get('status', 'error') if r else 'not run'}  {why}")
+            return lines
+        assert r is not None
+        lines += [
+            f"  unpolled {r['unpolled_rate']:>11,.0f} restarts/s;  main greenlet's longest "
+            f"stretch {r['unpolled_max_stretch_ms']:,.1f} ms",
+            f"  polled   {r['polled_rate']:>11,.0f} restarts/s = "
+            f"{_fmt(r['polled_ratio'], '.3f', 0)}x unpolled;  main greenlet's longest stretch "
+            f"{r['polled_max_stretch_ms']:,.1f} ms",
+            f"  {r['calls_per_s']:,.0f} introspection calls/s while polled "
+            f"(which_children {r['which_children_calls']:,}, count_children "
+            f"{r['count_children_calls']:,}, snapshot {r['snapshot_calls']:,} "
+            f"in {r['polled_elapsed_s']:.2f} s)",
+        ]
+        if r.get("polled_cut"):
+            lines.append(f"  {r['cut_note']}")
         return lines
 
     def scaling_lines(self) -> list[str]:
@@ -792,6 +844,19 @@ class Report:
             "{value:.2f}% of a core",
             why("heartbeat"),
             at_most=True,
+        )
+        ins = self.scenarios.get("introspection")
+        add(
+            "introspection: restart rate while polled >= 0.5x unpolled",
+            ins["polled_ratio"] if _ok(ins) else None,
+            0.5,
+            "{value:.3f}x unpolled"
+            + (
+                f" ({ins['polled_rate']:,.0f} vs {ins['unpolled_rate']:,.0f} restarts/s)"
+                if _ok(ins)
+                else ""
+            ),
+            why("introspection"),
         )
         return out
 
