@@ -10,7 +10,9 @@ What is measured
 ================
 
 Every row runs in its own fresh interpreter (this script re-invoked with ``--row NAME``; the
-child prints one JSON line), with the interpreter's default garbage-collector settings.
+child prints one JSON line, which includes the file and version of the greenkeep it ran),
+with the interpreter's default garbage-collector settings. ``benchmarks/ab.py`` runs the same
+rows against two checkouts of greenkeep, alternately (see its docstring).
 
 The worker. Every row runs the same instrumented function per incarnation (an ``async def``
 with the same body for asyncio). An incarnation that follows a crash of its worker slot
@@ -102,15 +104,19 @@ Scenarios, each in its own child too:
   running 10 s later (5 ``--seconds`` if less) is cut by an OS thread that reports what it
   measured so far (the interval in progress counting as a stretch) and ends the process.
   One process rather than two: the same pool, heap and greenlets in both windows, seconds
-  apart, where separate processes differ by more than the ratio's interesting digits
-  (the rate rows' run-to-run spread); unpolled first, and only once, because what the
-  polled window leaves behind (its garbage, any restart backlog, on slow code a crawl that
-  outlasts it) would land in an unpolled window that followed;
+  apart, where two processes differ by the rate rows' run-to-run spread (often 10-20%
+  here) on top of the poller's effect. Unpolled first, and only once (not A-B-B-A),
+  because what the polled window leaves behind (its garbage, any restart backlog, on slow
+  code a crawl that outlasts it) would land in an unpolled window that followed; the price
+  is that a drift within the process between the two windows counts against the polled
+  one;
 - *scaling* (``--scaling``): the greenkeep filtered rows and their limits at 1,000 / 10,000 /
   100,000 workers, each the median of 3 interleaved runs, as each mode's ratio to its limit.
 
-After the tables the acceptance targets of issues 4 and 5 are checked, from this run only, and
-printed as PASS / FAIL (or N/A with the reason when a row could not run).
+After the tables the acceptance targets (those of issues 4 and 5, and introspection under
+polling) are checked, from this run only, and printed as PASS / FAIL (or N/A with the reason
+when a row could not run). The budget rows' ratios to their UNLIMITED rows are printed below
+the table, informational.
 """
 
 from __future__ import annotations
