@@ -3,7 +3,9 @@ The greenkeep rows of ``restart_rate.py``: one small function per scenario.
 
 Every row runs a `greenkeep.WorkerPool` of ``--workers`` workers running ``work(worker_id)``
 with ``max_restarts=UNLIMITED`` (the benchmark's workers crash forever on purpose), in the
-row's restart mode (``fresh``, greenkeep's default, or ``reuse``).
+row's restart mode (``fresh``, greenkeep's default, or ``reuse``). The *budget* rate rows
+pass ``max_restarts=BUDGET`` (10**9, never reached) and the default period instead, so that
+the restart-intensity bookkeeping runs on every restart.
 
 Logging is configured here, by the benchmark, before the pool starts (greenkeep never
 configures structlog itself):
@@ -17,6 +19,7 @@ configures structlog itself):
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from typing import Any
 
@@ -27,6 +30,7 @@ from _harness import (
     configure_filtered,
     configure_json,
     current_rss,
+    emit_result,
     make_isolated_work,
     make_storm_work,
     make_work,
@@ -37,10 +41,13 @@ from _harness import (
     watchdog,
 )
 
-__all__ = ["DEFAULT_MODE", "isolated", "memory", "rate", "storm"]
+__all__ = ["BUDGET", "DEFAULT_MODE", "introspection", "isolated", "memory", "rate", "storm"]
 
 #: greenkeep's default restart mode: the JSON rows run it.
 DEFAULT_MODE = "fresh"
+
+#: The budget rows' ``max_restarts``: finite, and never reached by any run of the benchmark.
+BUDGET = 10**9
 
 #: The overall cap passed to `WorkerPool.stop` at the end of a row, in seconds.
 STOP_TIMEOUT = 10.0
@@ -48,10 +55,18 @@ STOP_TIMEOUT = 10.0
 STOP_GRACE = 15.0
 
 
-def _start(work: Callable[[int], None], workers: int, mode: str, summaries: bool = True) -> Any:
+def _start(
+    work: Callable[[int], None],
+    workers: int,
+    mode: str,
+    summaries: bool = True,
+    budget: bool = False,
+) -> Any:
     """
     Start a pool of *workers* workers running ``work(worker_id)`` in restart *mode*, with
-    storm *summaries* on (greenkeep's default) or off; return it (`_stop` stops it).
+    storm *summaries* on (greenkeep's default) or off, and ``max_restarts=UNLIMITED`` or,
+    with *budget*, ``max_restarts=BUDGET`` and the default period; return it (`_stop`
+    stops it).
     """
     import greenkeep
 
@@ -59,7 +74,7 @@ def _start(work: Callable[[int], None], workers: int, mode: str, summaries: bool
         work,
         workers,
         mode=mode,
-        max_restarts=greenkeep.UNLIMITED,
+        max_restarts=BUDGET if budget else greenkeep.UNLIMITED,
         name="bench",
         log_summary_interval=1.0 if summaries else None,
     )
@@ -90,9 +105,20 @@ def _stop(sup: Any, result: dict[str, Any]) -> dict[str, Any]:
 
 
 def rate(
-    workers: int, crash: str, warmup_max: float, seconds: float, mode: str, log: str
+    workers: int,
+    crash: str,
+    warmup_max: float,
+    seconds: float,
+    mode: str,
+    log: str,
+    budget: bool = False,
 ) -> dict[str, Any]:
-    """Workers crashing in a loop: restarts/s and crash-to-restart latency."""
+    """
+    Workers crashing in a loop: restarts/s and crash-to-restart latency. With *budget*, the
+    pool has ``max_restarts=BUDGET`` (the default period) instead of ``UNLIMITED``; after
+    the window the row checks, from the pool's ``snapshot()``, that it is still running and
+    reports how many restarts its window held (``restarts_in_period``).
+    """
     import time
 
     import gevent
@@ -106,12 +132,24 @@ def rate(
     pause = gevent.sleep if crash == "yield" else None
     t = time.perf_counter()
     sup = _start(
-        make_work(probe, gate.wait, pause), workers, mode, summaries=log != "json-nosummaries"
+        make_work(probe, gate.wait, pause),
+        workers,
+        mode,
+        summaries=log != "json-nosummaries",
+        budget=budget,
     )
     started = time.perf_counter() - t
     gate.open()
     result = measure(probe, gevent.sleep, warmup_max, seconds)
     result["start_s"] = started
+    if budget:
+        # After the window: the snapshot's cost is no part of the measurement.
+        snap = sup.snapshot()
+        result["max_restarts"] = BUDGET
+        result["restarts_in_period"] = snap.get("restarts_in_period")
+        if snap.get("state") != "running":
+            result["status"] = "error"
+            result["error"] = f"the pool is {snap.get('state')!r} after the window, not running"
     # Measured. Park the workers before stopping, so that stop() starts without a backlog.
     t = time.perf_counter()
     result["parked"] = gate.park(STOP_TIMEOUT)
@@ -305,3 +343,137 @@ def snapshot(workers: int) -> dict[str, Any]:
         "json_s": statistics.median(rendered),
         "children": len(snap["children"][0]["supervisor"]["children"]),
     }
+
+
+#: The introspection scenario's poller: ``snapshot()`` on every SNAPSHOT_EVERY-th iteration.
+SNAPSHOT_EVERY = 10
+#: The introspection scenario's "main" greenlet sleeps this long in a loop.
+MAIN_SLEEP = 0.05
+
+
+def introspection(
+    workers: int, crash: str, warmup_max: float, seconds: float, overrun: float
+) -> dict[str, Any]:
+    """
+    Introspection under polling: a pool of *workers* workers crashing in a loop (fresh mode,
+    filtered logging, ``UNLIMITED``), the same pool measured over two windows of *seconds*
+    one after the other in this process, after the rate rows' warm-up:
+
+    1. *unpolled*: restarts/s;
+    2. *polled*: restarts/s while one more greenlet runs ``which_children()``,
+       ``count_children()`` and, on iterations 0, 10, 20, ... (every SNAPSHOT_EVERY-th),
+       ``snapshot()`` of the pool, then ``gevent.sleep(0)``, in a loop; and how many of
+       those calls completed.
+
+    In both windows the greenlet that measures is the "main" greenlet: it loops on
+    ``gevent.sleep(MAIN_SLEEP)``, and each window's *stretch* is its longest interval
+    between two wake-ups (the window's start counts as one) minus MAIN_SLEEP. A window
+    ends at the first wake-up at or after *seconds*. If the polled one has not ended
+    *overrun* seconds later (the poller makes the process crawl), an OS thread ends it:
+    it counts the restarts and calls so far, takes the main greenlet's interval in
+    progress as its stretch if that is the longest (``polled_cut``, ``cut_note``), reports,
+    and ends the process without stopping the pool.
+    """
+    import threading
+    import time
+
+    import gevent
+
+    configure_filtered()
+    probe = Probe(workers)
+    gate = Gate(probe)
+    pause = gevent.sleep if crash == "yield" else None
+    pool = _start(make_work(probe, gate.wait, pause), workers, "fresh")
+    gate.open()
+    start = time.perf_counter()
+    while probe.restarts < workers and time.perf_counter() - start < warmup_max:
+        gevent.sleep(0.02)
+    result: dict[str, Any] = {"warmup_s": time.perf_counter() - start}
+
+    polling = [False]
+    #: which_children, count_children and snapshot calls completed so far.
+    calls = [0, 0, 0]
+
+    def poller() -> None:
+        which, count, snap = pool.which_children, pool.count_children, pool.snapshot
+        sleep = gevent.sleep
+        done = calls
+        i = 0
+        while polling[0]:
+            which()
+            done[0] += 1
+            count()
+            done[1] += 1
+            if i % SNAPSHOT_EVERY == 0:
+                snap()
+                done[2] += 1
+            i += 1
+            sleep(0)
+
+    # The polled window's state as the main greenlet updates it (read by the cut-off
+    # thread): its start, the restarts and calls then, the last wake-up, the longest interval.
+    live: dict[str, Any] = {}
+    #: Whoever takes it closes the polled window: the main greenlet or the cut-off thread.
+    closing = threading.Lock()
+
+    def close(prefix: str, now: float, longest: float) -> None:
+        elapsed = now - live["t0"]
+        restarts = probe.restarts - live["n0"]
+        result[f"{prefix}_restarts"] = restarts
+        result[f"{prefix}_elapsed_s"] = elapsed
+        result[f"{prefix}_rate"] = restarts / elapsed if elapsed > 0 else 0.0
+        result[f"{prefix}_max_stretch_ms"] = (longest - MAIN_SLEEP) * 1000
+        if prefix == "polled":
+            made = [c - c0 for c, c0 in zip(calls, live["c0"], strict=True)]
+            result["which_children_calls"], result["count_children_calls"] = made[:2]
+            result["snapshot_calls"] = made[2]
+            result["calls_per_s"] = sum(made) / elapsed if elapsed > 0 else 0.0
+            if result["unpolled_rate"] > 0:
+                result["polled_ratio"] = result["polled_rate"] / result["unpolled_rate"]
+            else:
+                result["polled_ratio"] = None
+
+    def window(prefix: str) -> None:
+        sleep = gevent.sleep
+        clock = time.perf_counter
+        live.update(t0=clock(), n0=probe.restarts, c0=list(calls), longest=0.0)
+        live["last"] = live["t0"]
+        deadline = live["t0"] + seconds
+        while True:
+            sleep(MAIN_SLEEP)
+            now = clock()
+            if now - live["last"] > live["longest"]:
+                live["longest"] = now - live["last"]
+            live["last"] = now
+            if now >= deadline:
+                break
+        if prefix == "polled" and not closing.acquire(blocking=False):
+            gevent.sleep(3600)  # the cut-off thread is reporting and ends the process
+        close(prefix, now, live["longest"])
+
+    def cut_off() -> None:
+        now = time.perf_counter()
+        if not closing.acquire(blocking=False):
+            return  # the main greenlet closed the window just now
+        result["polled_cut"] = True
+        close("polled", now, max(live["longest"], now - live["last"]))
+        result["cut_note"] = (
+            f"the polled window was cut {overrun:g} s after it was due (at "
+            f"{now - live['t0']:.1f} s); the pool was not stopped"
+        )
+        if emit_result(dict(result, status="ok")):
+            os._exit(0)
+
+    window("unpolled")
+    polling[0] = True
+    gevent.spawn(poller)
+    cut = threading.Timer(seconds + overrun, cut_off)
+    cut.daemon = True
+    cut.start()
+    window("polled")
+    cut.cancel()
+    result["polled_cut"] = False
+    polling[0] = False
+    gevent.sleep(0)  # the poller ends its iteration
+    result["parked"] = gate.park(STOP_TIMEOUT)
+    return _stop(pool, result)

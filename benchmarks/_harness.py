@@ -1,7 +1,8 @@
 """
 Shared measurement for ``restart_rate.py``: the instrumented worker, the measurement window,
 latency percentiles, RSS, logging set-ups, and the one-JSON-line protocol between the parent
-and the subprocess that runs one row.
+and the subprocess that runs one row (the line also says which greenkeep the child ran,
+`greenkeep_origin`, so that ``ab.py`` can tell two checkouts' children apart).
 
 Every row of the benchmark runs the *same* instrumented worker function (`make_work`, or
 `make_async_work` for asyncio, whose body is the same statement for statement), so the ratios
@@ -41,6 +42,7 @@ __all__ = [
     "configure_json",
     "current_rss",
     "emit_result",
+    "greenkeep_origin",
     "machine_info",
     "make_async_work",
     "make_isolated_work",
@@ -595,9 +597,36 @@ def emit_result(result: dict[str, Any]) -> bool:
     if not _emitted.acquire(blocking=False):
         return False
     result.setdefault("peak_rss_bytes", peak_rss())
+    result.setdefault("greenkeep", greenkeep_origin())
     sys.stdout.write(RESULT_PREFIX + json.dumps(result) + "\n")
     sys.stdout.flush()
     return True
+
+
+def greenkeep_origin() -> dict[str, Any]:
+    """
+    Which greenkeep this process runs: ``file`` (its ``__init__.py``, real path) and
+    ``version`` if it was imported; if not (a baseline row), the file an import would load,
+    without importing it, and ``version`` ``None``.
+    """
+    module = sys.modules.get("greenkeep")
+    if module is not None:
+        path = getattr(module, "__file__", None)
+        version = getattr(module, "__version__", None)
+    else:
+        import importlib.util
+
+        try:
+            spec = importlib.util.find_spec("greenkeep")
+        except (ImportError, ValueError):
+            spec = None
+        path = spec.origin if spec is not None else None
+        version = None
+    return {
+        "file": os.path.realpath(path) if path else None,
+        "version": version,
+        "imported": module is not None,
+    }
 
 
 def watchdog(seconds: float, result: dict[str, Any], note: str) -> threading.Timer:
@@ -618,15 +647,24 @@ def watchdog(seconds: float, result: dict[str, Any], note: str) -> threading.Tim
     return timer
 
 
-def run_child(script: str, argv: list[str], timeout: float) -> dict[str, Any]:
+def run_child(
+    script: str,
+    argv: list[str],
+    timeout: float,
+    python: str | None = None,
+    env: dict[str, str] | None = None,
+) -> dict[str, Any]:
     """
-    Parent side: run ``script argv`` in a fresh interpreter and return its JSON line.
+    Parent side: run ``script argv`` in a fresh interpreter (this one, or *python*, with
+    *env* if given) and return its JSON line.
 
     A child that fails, times out or prints no result gives ``{"status": "error", ...}``.
     """
-    cmd = [sys.executable, script, *argv]
+    cmd = [python or sys.executable, script, *argv]
     try:
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, check=False)
+        proc = subprocess.run(
+            cmd, capture_output=True, text=True, timeout=timeout, check=False, env=env
+        )
     except subprocess.TimeoutExpired:
         return {"status": "error", "error": f"timed out after {timeout:.0f} s"}
     for line in reversed(proc.stdout.splitlines()):

@@ -10,7 +10,9 @@ What is measured
 ================
 
 Every row runs in its own fresh interpreter (this script re-invoked with ``--row NAME``; the
-child prints one JSON line), with the interpreter's default garbage-collector settings.
+child prints one JSON line, which includes the file and version of the greenkeep it ran),
+with the interpreter's default garbage-collector settings. ``benchmarks/ab.py`` runs the same
+rows against two checkouts of greenkeep, alternately (see its docstring).
 
 The worker. Every row runs the same instrumented function per incarnation (an ``async def``
 with the same body for asyncio). An incarnation that follows a crash of its worker slot
@@ -38,6 +40,15 @@ The rows:
 
 - *greenkeep filtered* (fresh mode, reuse mode): structlog's filtering bound logger above
   every level greenkeep uses (logging effectively off).
+- *greenkeep filtered, budget* (fresh mode, reuse mode): the same as the filtered rows, but
+  with a finite restart budget that is never reached (``max_restarts=10**9``, the default
+  period of 5 s) instead of ``UNLIMITED``: what the restart-intensity bookkeeping costs on
+  the straight path. Each runs right after its UNLIMITED row in every round (right before
+  it in the reversed rounds); after the window it checks, from the pool's ``snapshot()``,
+  that the pool is still running. The report gives each one's ratio to its UNLIMITED row
+  (the medians, and round by round). The budget's window holds every restart of the last
+  5 s: a row that has run for less than that (the default warm-up and window take a few
+  seconds) appends to it on every restart but has not yet started dropping old ones.
 - *greenkeep JSON* (default mode): every greenkeep event at info and above rendered by
   ``JSONRenderer`` (``add_log_level``, ISO ``TimeStamper``, ``format_exc_info``) through a
   filtering bound logger at INFO into a ``WriteLogger`` on ``os.devnull``; with storm
@@ -81,11 +92,31 @@ Scenarios, each in its own child too:
   beat's cost is the mean of the pairs' differences in process CPU time per wake-up (with
   its standard error); the overhead is that cost at the rate the workers beat plus the
   ticks' time over the wall time, as a fraction of one core;
+- *introspection under polling*: a pool of N workers crashing in a loop (fresh mode,
+  filtered, ``UNLIMITED``); after the rate rows' warm-up, two windows of ``--seconds`` one
+  after the other in the same process: *unpolled*, then *polled*, while one more greenlet
+  loops on ``pool.which_children(); pool.count_children()``, plus ``pool.snapshot()`` on
+  iterations 0, 10, 20, ... (every 10th), then ``gevent.sleep(0)``. Restarts/s in each,
+  polled / unpolled, the introspection calls completed per second (each of the three calls
+  counts one), and for each window the longest stretch of the greenlet that measures, which
+  loops on ``gevent.sleep(0.05)``: its longest interval between two wake-ups minus 50 ms.
+  A window ends at the first wake-up at or after ``--seconds``; a polled window still
+  running 10 s later (5 ``--seconds`` if less) is cut by an OS thread that reports what it
+  measured so far (the interval in progress counting as a stretch) and ends the process.
+  One process rather than two: the same pool, heap and greenlets in both windows, seconds
+  apart, where two processes differ by the rate rows' run-to-run spread (often 10-20%
+  here) on top of the poller's effect. Unpolled first, and only once (not A-B-B-A),
+  because what the polled window leaves behind (its garbage, any restart backlog, on slow
+  code a crawl that outlasts it) would land in an unpolled window that followed; the price
+  is that a drift within the process between the two windows counts against the polled
+  one;
 - *scaling* (``--scaling``): the greenkeep filtered rows and their limits at 1,000 / 10,000 /
   100,000 workers, each the median of 3 interleaved runs, as each mode's ratio to its limit.
 
-After the tables the acceptance targets of issues 4 and 5 are checked, from this run only, and
-printed as PASS / FAIL (or N/A with the reason when a row could not run).
+After the tables the acceptance targets (those of issues 4 and 5, and introspection under
+polling) are checked, from this run only, and printed as PASS / FAIL (or N/A with the reason
+when a row could not run). The budget rows' ratios to their UNLIMITED rows are printed below
+the table, informational.
 """
 
 from __future__ import annotations
@@ -102,7 +133,7 @@ from typing import Any
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from _greenkeep_rows import DEFAULT_MODE
+from _greenkeep_rows import BUDGET, DEFAULT_MODE
 from _harness import emit_result, machine_info, run_child, versions
 
 SCRIPT = os.path.abspath(__file__)
@@ -118,7 +149,9 @@ class Row:
 
 RATE_ROWS = [
     Row("greenkeep-fresh", "greenkeep fresh, filtered", "fresh-limit"),
+    Row("greenkeep-fresh-budget", "greenkeep fresh, filtered, budget", "fresh-limit"),
     Row("greenkeep-reuse", "greenkeep reuse, filtered", "limit"),
+    Row("greenkeep-reuse-budget", "greenkeep reuse, filtered, budget", "limit"),
     Row(
         "greenkeep-json",
         f"greenkeep {DEFAULT_MODE}, JSON",
@@ -144,7 +177,13 @@ SCENARIOS = [
     ("storm-limit", "storm: limit"),
     ("snapshot", "snapshot of the whole tree"),
     ("heartbeat", "heartbeat: beats + deadline checks"),
+    ("introspection", "introspection under polling"),
 ]
+#: Each budget row and the UNLIMITED row it is compared with (the report's budget line).
+BUDGET_PAIRS = (
+    ("fresh", "greenkeep-fresh-budget", "greenkeep-fresh"),
+    ("reuse", "greenkeep-reuse-budget", "greenkeep-reuse"),
+)
 SCALING_SIZES = (1_000, 10_000, 100_000)
 SCALING_RUNS = 3
 SCALING_PAIRS = (
@@ -162,6 +201,9 @@ STORM_ROUNDS = 3
 #: this many pairs of them (4 with --seconds below 1).
 HEARTBEAT_PHASE_S = 0.05
 HEARTBEAT_PAIRS = 400
+#: The introspection scenario: a polled window that has not ended this many seconds after
+#: it was due is cut (5 --seconds below 2).
+INTROSPECTION_OVERRUN = 10.0
 
 
 # ---------------------------------------------------------------------- child side
@@ -176,7 +218,13 @@ def run_row(args: argparse.Namespace) -> dict[str, Any]:
     name = args.row
     rows: dict[str, Callable[[], dict[str, Any]]] = {
         "greenkeep-fresh": lambda: _greenkeep_rows.rate(n, crash, warm, secs, "fresh", "filtered"),
+        "greenkeep-fresh-budget": lambda: _greenkeep_rows.rate(
+            n, crash, warm, secs, "fresh", "filtered", budget=True
+        ),
         "greenkeep-reuse": lambda: _greenkeep_rows.rate(n, crash, warm, secs, "reuse", "filtered"),
+        "greenkeep-reuse-budget": lambda: _greenkeep_rows.rate(
+            n, crash, warm, secs, "reuse", "filtered", budget=True
+        ),
         "greenkeep-json": lambda: _greenkeep_rows.rate(n, crash, warm, secs, DEFAULT_MODE, "json"),
         "greenkeep-json-nosummaries": lambda: _greenkeep_rows.rate(
             n, crash, warm, secs, DEFAULT_MODE, "json-nosummaries"
@@ -193,6 +241,9 @@ def run_row(args: argparse.Namespace) -> dict[str, Any]:
         "storm-greenkeep": lambda: _greenkeep_rows.storm(n, STORM_ROUNDS, 60.0),
         "storm-limit": lambda: _baselines.limit_storm(n, STORM_ROUNDS, 60.0),
         "snapshot": lambda: _greenkeep_rows.snapshot(n),
+        "introspection": lambda: _greenkeep_rows.introspection(
+            n, crash, warm, secs, min(INTROSPECTION_OVERRUN, 5 * secs)
+        ),
         "heartbeat": lambda: _greenkeep_rows.heartbeat(
             n,
             HEARTBEAT_PHASE_S,
@@ -240,6 +291,8 @@ class Runner:
 def _progress_summary(r: dict[str, Any]) -> str:
     if r.get("status") != "ok":
         return str(r.get("status", "error"))
+    if "polled_ratio" in r:
+        return f"polled {_fmt(r['polled_ratio'], '.2f', 0)}x unpolled"
     if r["row"].startswith("isolated"):
         return f"p99 {r['p99_us']:,.1f} us"
     if "bytes_per_worker" in r:
@@ -324,6 +377,7 @@ def main_parent(args: argparse.Namespace) -> int:
             "versions": versions(),
             "machine": machine_info(),
             "rows": rows,
+            "budget_ratios": out.budget_ratios(),
             "scenarios": scenarios,
             "scaling": scaling,
             "checks": checks,
@@ -471,6 +525,7 @@ class Report:
                 f"{r['peak_rss_bytes'] / 2**20:>6.0f} MiB"
                 f"{_fmt(None if mem is None else mem / 1024, '.1f', 9)} KiB"
             )
+        lines += ["", self.budget_line()]
         notes = []
         for row in RATE_ROWS:
             r = self.rows[row.name]
@@ -488,6 +543,36 @@ class Report:
         if self.scaling:
             lines += ["", *self.scaling_lines()]
         return "\n".join(lines)
+
+    def budget_ratios(self) -> dict[str, dict[str, Any]]:
+        """
+        Per restart mode: the budget row's restarts/s over its UNLIMITED row's (the medians),
+        and the same ratio round by round (the two rows run next to each other in every
+        round).
+        """
+        out: dict[str, dict[str, Any]] = {}
+        for mode, budget, unlimited in BUDGET_PAIRS:
+            b_runs = self.rows[budget].get("runs", [self.rows[budget]])
+            u_runs = self.rows[unlimited].get("runs", [self.rows[unlimited]])
+            rounds = [
+                b["rate"] / u["rate"] if _ok(b) and _ok(u) and u["rate"] > 0 else None
+                for b, u in zip(b_runs, u_runs, strict=False)
+            ]
+            out[mode] = {"ratio": self.ratio(budget, unlimited), "rounds": rounds}
+        return out
+
+    def budget_line(self) -> str:
+        cells = []
+        for mode, r in self.budget_ratios().items():
+            cell = f"{mode} {_fmt(r['ratio'], '.3f', 0)}x"
+            if len(r["rounds"]) > 1:
+                cell += " (rounds: " + ", ".join(_fmt(x, ".3f", 0) for x in r["rounds"]) + ")"
+            cells.append(cell)
+        return (
+            f"Budget (max_restarts={BUDGET:,}, never reached) / UNLIMITED, restarts/s: "
+            + "; ".join(cells)
+            + "  [informational; target >= 0.95x]"
+        )
 
     def scaling_runs(self) -> list[tuple[str, dict[str, Any]]]:
         """Every run of the scaling scenario, labelled."""
@@ -578,6 +663,33 @@ class Report:
             ]
         else:
             lines.append(f"  {hb.get('status', 'error') if hb else 'not run'}")
+        lines += ["", *self.introspection_lines()]
+        return lines
+
+    def introspection_lines(self) -> list[str]:
+        r = self.scenarios.get("introspection")
+        lines = [
+            f"Introspection under polling ({self.args.workers:,} workers crashing in a loop, "
+            "fresh, filtered, UNLIMITED; one process: a window unpolled, then one polled)"
+        ]
+        if not _ok(r):
+            why = (r or {}).get("error", "")
+            lines.append(f"  {r.get('status', 'error') if r else 'not run'}  {why}")
+            return lines
+        assert r is not None
+        lines += [
+            f"  unpolled {r['unpolled_rate']:>11,.0f} restarts/s;  main greenlet's longest "
+            f"stretch {r['unpolled_max_stretch_ms']:,.1f} ms",
+            f"  polled   {r['polled_rate']:>11,.0f} restarts/s = "
+            f"{_fmt(r['polled_ratio'], '.3f', 0)}x unpolled;  main greenlet's longest stretch "
+            f"{r['polled_max_stretch_ms']:,.1f} ms",
+            f"  {r['calls_per_s']:,.0f} introspection calls/s while polled "
+            f"(which_children {r['which_children_calls']:,}, count_children "
+            f"{r['count_children_calls']:,}, snapshot {r['snapshot_calls']:,} "
+            f"in {r['polled_elapsed_s']:.2f} s)",
+        ]
+        if r.get("polled_cut"):
+            lines.append(f"  {r['cut_note']}")
         return lines
 
     def scaling_lines(self) -> list[str]:
@@ -738,6 +850,19 @@ class Report:
             "{value:.2f}% of a core",
             why("heartbeat"),
             at_most=True,
+        )
+        ins = self.scenarios.get("introspection")
+        add(
+            "introspection: restart rate while polled >= 0.5x unpolled",
+            ins["polled_ratio"] if _ok(ins) else None,
+            0.5,
+            "{value:.3f}x unpolled"
+            + (
+                f" ({ins['polled_rate']:,.0f} vs {ins['unpolled_rate']:,.0f} restarts/s)"
+                if _ok(ins)
+                else ""
+            ),
+            why("introspection"),
         )
         return out
 

@@ -37,7 +37,9 @@ def test_quick_run_output_shape(tmp_path: Path) -> None:
     assert re.search(r"^row\s+restarts/s\s+x naive\s+x asyncio\s+x limit", text, re.MULTILINE)
     for row in (
         "greenkeep fresh, filtered",
+        "greenkeep fresh, filtered, budget",
         "greenkeep reuse, filtered",
+        "greenkeep reuse, filtered, budget",
         "greenkeep fresh, JSON",
         "greenkeep fresh, JSON, no summaries",
         "naive (gevent.spawn + link_exception)",
@@ -46,23 +48,42 @@ def test_quick_run_output_shape(tmp_path: Path) -> None:
         "fresh limit (new raw greenlet)",
     ):
         assert re.search(rf"^{re.escape(row)}\s+[\d,]+\s", text, re.MULTILINE), row
-    for section in ("Memory per idle worker", "Isolated crash", "Storm", "Snapshot", "Heartbeats"):
+    for section in (
+        "Memory per idle worker",
+        "Isolated crash",
+        "Storm",
+        "Snapshot",
+        "Heartbeats",
+        "Introspection under polling",
+    ):
         assert section in text
+    assert re.search(r"^Budget \(max_restarts=.*/ UNLIMITED.*fresh .*reuse ", text, re.MULTILINE)
     verdicts = re.findall(r"^(PASS|FAIL|N/A)\s{2}", text, re.MULTILINE)
-    assert len(verdicts) == 11
+    assert len(verdicts) == 12
+    assert re.search(r"^(PASS|FAIL|N/A)\s{2}introspection: restart rate while polled", text, re.M)
     assert re.search(r"^targets: PASS \d+, FAIL \d+, N/A \d+$", text, re.MULTILINE)
-    assert "[17/17]" in result.stderr  # progress on stderr
+    assert "[20/20]" in result.stderr  # progress on stderr
     data = json.loads(out.read_text())
     assert {"python", "gevent", "greenlet", "structlog", "greenkeep"} <= set(data["versions"])
     assert {
         "greenkeep-fresh",
+        "greenkeep-fresh-budget",
         "greenkeep-reuse",
+        "greenkeep-reuse-budget",
         "naive",
         "asyncio",
         "limit",
         "fresh-limit",
     } <= set(data["rows"])
-    assert {"heartbeat", "snapshot", "storm-greenkeep", "isolated-greenkeep"} <= set(
-        data["scenarios"]
+    assert {
+        "heartbeat",
+        "snapshot",
+        "storm-greenkeep",
+        "isolated-greenkeep",
+        "introspection",
+    } <= set(data["scenarios"])
+    assert {"unpolled_rate", "polled_rate", "polled_ratio", "calls_per_s"} <= set(
+        data["scenarios"]["introspection"]
     )
-    assert len(data["checks"]) == 11
+    assert len(data["checks"]) == 12
+    assert {"fresh", "reuse"} == set(data["budget_ratios"])
