@@ -141,8 +141,8 @@ class Emitter:
         logger: A structlog logger, or ``None`` for ``structlog.get_logger("greenkeep")``.
         subscribers: Called with every event dict.
         bind: More keys bound on the logger (e.g. ``pid``).
-        wake: Tells the emitting manager that reports are pending (`pending`); without it
-            the writer logs its own reports.
+        wake: Tells the emitting manager that `reports` are pending; without it the
+            writer logs its own reports.
     """
 
     def __init__(
@@ -172,7 +172,8 @@ class Emitter:
         self._blocked_since: float | None = None
         self._stall: Any = None
         self._drops: dict[str, int] = {}
-        self._reports: list[tuple[str, str, dict[str, Any]]] = []
+        #: Reports (failures, a blocked logger, drops) waiting for `report`.
+        self.reports: list[tuple[str, str, dict[str, Any]]] = []
         self._hub: Hub = gevent.get_hub()
         self._writer = _Writer(self._drain, self._hub)
         self._writer.emitter = self
@@ -198,7 +199,7 @@ class Emitter:
             self._log(level, event, fields)
         if self._subscribers:
             self.deliver(level, event, fields)
-        if self._reports and self._caller is None and not self._busy:
+        if self.reports and self._caller is None and not self._busy:
             self.report()
 
     def deliver(self, level: str, event: str, fields: dict[str, Any]) -> None:
@@ -273,7 +274,7 @@ class Emitter:
             if event == "event_delivery_failed":
                 return  # never report a failure to report a failure
             failure = {"sink": "logger", "failed_event": event, "error": error_text(exc)}
-            self._reports.append(("error", "event_delivery_failed", failure))
+            self.reports.append(("error", "event_delivery_failed", failure))
             with contextlib.suppress(BaseException):
                 self._logger.error("event_delivery_failed", **failure)
             if self._caller is None and self._wake is not None:
@@ -303,7 +304,7 @@ class Emitter:
         self.logger_blocked = True
         since = self._blocked_since
         fields = {"blocked_for": round(time.monotonic() - since, 6), "buffered": len(self._buffer)}
-        self._reports.append(("warning", "logger_blocked", fields))
+        self.reports.append(("warning", "logger_blocked", fields))
         if self._wake is not None:
             self._wake()
 
@@ -323,20 +324,15 @@ class Emitter:
         if self._wake is None:
             self._call("warning", "events_dropped", fields)
         else:
-            self._reports.append(("warning", "events_dropped", fields))
+            self.reports.append(("warning", "events_dropped", fields))
             self._wake()
 
     # ------------------------------------------------------------------ reports, threads
 
-    @property
-    def pending(self) -> bool:
-        """Whether reports (failures, a blocked logger, drops) wait for `report`."""
-        return bool(self._reports)
-
     def report(self) -> None:
         """From the emitting greenlet: emit the pending reports (subscribers get every one;
         a failed logger delivery is not logged again)."""
-        reports, self._reports = self._reports, []
+        reports, self.reports = self.reports, []
         for level, event, fields in reports:
             if event == "event_delivery_failed":
                 self.deliver(level, event, fields)

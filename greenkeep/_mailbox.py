@@ -44,9 +44,11 @@ class Mailbox:
     Attributes:
         queue: The posted items, oldest first (read by the manager's batch loop).
         channel: What the workers share with the manager (how they post and wake it).
+        deferred: The records of deferred exits, in the order the exits arrived (see
+            `undefer`).
     """
 
-    __slots__ = ("_deferred", "_deferred_of", "_hub", "_manager", "_parked", "channel", "queue")
+    __slots__ = ("_deferred_of", "_hub", "_manager", "_parked", "channel", "deferred", "queue")
 
     def __init__(self, path: str) -> None:
         mailbox: gevent.queue.Queue[Any] = gevent.queue.Queue()
@@ -55,7 +57,7 @@ class Mailbox:
         self._hub: Hub | None = None
         self._manager: greenlet | None = None
         self._parked = False
-        self._deferred: deque[Record] = deque()  # records, in the order their exits arrived
+        self.deferred: deque[Record] = deque()  # records, in the order their exits arrived
         self._deferred_of: dict[Record, deque[Exit]] = {}
 
     def open(self, hub: Hub, manager: greenlet) -> None:
@@ -140,16 +142,11 @@ class Mailbox:
         if items is None:
             items = self._deferred_of[record] = deque()
         items.append(item)
-        self._deferred.append(record)
-
-    @property
-    def has_deferred(self) -> bool:
-        """Whether exits are deferred."""
-        return bool(self._deferred)
+        self.deferred.append(record)
 
     def undefer(self) -> Exit | None:
         """The oldest deferred exit, or ``None`` if `take` already took it."""
-        record = self._deferred.popleft()
+        record = self.deferred.popleft()
         items = self._deferred_of.get(record)
         if not items:
             self._deferred_of.pop(record, None)

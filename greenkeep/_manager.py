@@ -455,7 +455,7 @@ class Manager(Subtree):
         channel = mailbox.channel
         _tuple = tuple
         while True:
-            if emitter.pending:
+            if emitter.reports:
                 emitter.report()
             if self._tasks:
                 self._wait_for_task()
@@ -465,8 +465,8 @@ class Manager(Subtree):
                     self._stop_pushed = True
                     self._state = STOPPING
                     self._push(self._stop_op())
-                elif mailbox.has_deferred or queue:
-                    item = mailbox.undefer() if mailbox.has_deferred else queue.popleft()
+                elif mailbox.deferred or queue:
+                    item = mailbox.undefer() if mailbox.deferred else queue.popleft()
                     if type(item) is _tuple:
                         handle(*item)
                     item = None
@@ -478,7 +478,7 @@ class Manager(Subtree):
             if control:
                 self._serve(control.popleft())
                 continue
-            if mailbox.has_deferred:
+            if mailbox.deferred:
                 item = mailbox.undefer()
                 if item is not None:
                     self._pushed(handle(*item))
@@ -495,7 +495,9 @@ class Manager(Subtree):
             channel.posted = 0
             self._break = False
             if type(item) is _tuple:
-                self._pushed(handle(*item))
+                op = handle(*item)
+                if op is not None:
+                    self._push(op)
             handled = 1
             # The rest of the batch straight from the queue's deque; a control request (or
             # an operation, a stop) ends it: requests are served ahead of a backlog.
@@ -576,7 +578,7 @@ class Manager(Subtree):
                 for item in taken[1:]:
                     mailbox.defer(item)
                 return taken[0]
-        if installed and wait.pending and mailbox.has_deferred:
+        if installed and wait.pending and mailbox.deferred:
             for record in list(wait.pending):
                 for item in mailbox.take(record):
                     self._pushed(self._handle_exit(*item))

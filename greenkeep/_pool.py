@@ -236,6 +236,7 @@ class WorkerPool(Manager):
         self._resumes: list[Any] = []  # parked greenlets to run their next incarnation
         self._starts: list[Any] = []  # new greenlets to start
         self._active = 0  # workers with a live incarnation
+        self._damp_limited = False  # whether each batch re-checks the budget's room
         self._monitor: HeartbeatMonitor | None = None
         if self._heartbeat is not None:
             self._monitor = HeartbeatMonitor(self._heartbeat, self._config.clock())
@@ -361,6 +362,11 @@ class WorkerPool(Manager):
 
     def _start_op(self) -> Op:
         self._hub = gevent.get_hub()
+        # Crashes of a kind being summarized may be posted as their storm alone, unless
+        # subscribers want every exception; with a finite budget, only while it has room.
+        damp = self._fast and not self._reporter.emitter.has_subscribers
+        self._damp_limited = damp and self._limited
+        self._mailbox.channel.damped = self._storm_of if damp else None
         if not self._reuse:
             self._spare = spare(self._hub)
         self._add_workers(self._size)
@@ -579,17 +585,13 @@ class WorkerPool(Manager):
 
     def _end_batch(self) -> None:
         super()._end_batch()  # retire finished greenlets first: their memory is freed
-        channel = self._mailbox.channel
-        headroom = self._intensity.headroom
-        # A crash may be posted as its storm alone only while the budget cannot run out on
-        # one: each live worker has at most one exit in flight.
-        channel.damped = (
-            self._storm_of
-            if self._fast
-            and not self._reporter.emitter.has_subscribers
-            and (headroom is None or headroom > self._active)
-            else None
-        )
+        if self._damp_limited:
+            # A crash may be posted as its storm alone only while the budget cannot run
+            # out on one: each live worker has at most one exit in flight.
+            headroom = self._intensity.headroom
+            self._mailbox.channel.damped = (
+                self._storm_of if headroom is not None and headroom > self._active else None
+            )
         starts, resumes = self._starts, self._resumes
         if not starts and not resumes:
             return
