@@ -24,7 +24,7 @@ from greenkeep._errors import (
     SupervisorAlreadyStartedError,
     SupervisorNotRunningError,
 )
-from greenkeep._events import EVENT_LEVELS, EventLogger, Subscriber
+from greenkeep._event_names import EVENT_LEVELS, EventLogger, Subscriber
 from greenkeep._exits import ExitKind, ExitRecord
 from greenkeep._heartbeat import beat, heartbeat
 from greenkeep._intensity import UNLIMITED

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from greenkeep._check import check_seconds
 from greenkeep._errors import SpecProblem
-from greenkeep._events import EventLogger, Subscriber
+from greenkeep._event_names import EventLogger, Subscriber
 from greenkeep._intensity import _Unlimited, intensity_problems
 
 __all__ = ["Config", "make_config"]

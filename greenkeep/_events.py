@@ -1,26 +1,23 @@
 """
 Every event greenkeep emits: its payload and level (`Reporter`, `ProcessReporter`), and its
 delivery to the logger and to subscribers (`Emitter`). The only module that talks to
-structlog; nothing here configures it.
-
-Delivery never becomes the way supervision fails:
+structlog; nothing here configures it. Delivery never becomes the way supervision fails:
 
 - Subscribers are called in the emitting greenlet (a supervisor's manager), synchronously,
   in order, and receive every event. Whatever one raises (``gevent.Timeout`` included) is
   contained, counted and logged as ``event_delivery_failed``.
 - The logger is called in a writer greenlet of the emitter's own. While the logger keeps up
   (never yields to the hub), the emitter switches into the writer and back for each event:
-  delivery is synchronous and in order, as if the manager had called the logger itself, so
-  ``structlog.testing.capture_logs()`` sees every event when it happens. When a logger call
+  delivery is synchronous and in order, as if the manager called the logger itself (so
+  ``structlog.testing.capture_logs()`` sees every event as it happens). When a logger call
   blocks (a processor waiting on a socket, a full pipe), gevent's ``switch_out`` hook hands
-  control back to the emitter at once: later events wait in a buffer of `LOG_BUFFER`
-  events, then are dropped and counted per event name. After `LOGGER_BLOCKED_AFTER`
-  seconds a ``logger_blocked`` event says so (subscribers get it at once); once the logger
-  has caught up, ``events_dropped`` gives the counts. Whatever the logger raises is
-  contained, counted, and reported to subscribers as ``event_delivery_failed``.
-- A ``KeyboardInterrupt`` raised by a sink is contained the same way and also raised in the
-  main greenlet (gevent's handling of it in any greenlet), so Ctrl-C still reaches the
-  program; a sink's ``SystemExit`` is contained like any other error.
+  control back to the emitter at once; later events wait in a buffer of `LOG_BUFFER`, then
+  are dropped and counted per event name. After `LOGGER_BLOCKED_AFTER` seconds
+  ``logger_blocked`` says so; once the logger has caught up, ``events_dropped`` gives the
+  counts. What the logger raises is contained, counted, and reported to subscribers.
+- A sink's ``KeyboardInterrupt`` is contained the same way and also raised in the main
+  greenlet (as gevent does for any greenlet), so Ctrl-C still reaches the program; a sink's
+  ``SystemExit`` is contained like any other error.
 """
 
 from __future__ import annotations
@@ -31,36 +28,22 @@ import os
 import time
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, Final, Protocol
+from typing import TYPE_CHECKING, Any, Final
 
 import gevent
 import structlog
 from greenlet import getcurrent
 from greenlet import greenlet as _RawGreenlet
 
+from greenkeep._event_names import EventLogger, Subscriber
 from greenkeep._exits import ABNORMAL_KINDS, REASON, ExitKind, ExitRecord
 from greenkeep._render import error_text
-from greenkeep._storm import HEARTBEAT_KIND, CrashStorms, Storm, describe
+from greenkeep._storm import CrashStorms, Storm, describe
 
 if TYPE_CHECKING:
     from gevent.hub import Hub
 
-__all__ = [
-    "EVENT_LEVELS",
-    "LOGGER_BLOCKED_AFTER",
-    "LOG_BUFFER",
-    "Emitter",
-    "EventLogger",
-    "ProcessReporter",
-    "Reporter",
-    "Subscriber",
-]
-
-#: A subscriber receives every event as a dict: ``event`` (the name), ``level``,
-#: ``supervisor`` and the event's keys, ``exc_info`` included where the event has one (a
-#: live exception: do not keep it). Subscribers run in the supervisor's manager greenlet:
-#: they must be quick and must not block.
-Subscriber = Callable[[Mapping[str, Any]], object]
+__all__ = ["LOGGER_BLOCKED_AFTER", "LOG_BUFFER", "Emitter", "ProcessReporter", "Reporter"]
 
 #: Events a blocked logger's buffer holds, per emitter, before new ones are dropped.
 LOG_BUFFER: Final = 1_000
@@ -68,48 +51,13 @@ LOG_BUFFER: Final = 1_000
 LOGGER_BLOCKED_AFTER: Final = 1.0
 
 
-class EventLogger(Protocol):
-    """What greenkeep needs from a logger: structlog's level methods and ``bind``."""
-
-    def bind(self, **new_values: Any) -> Any: ...
-    def debug(self, event: str, **kw: Any) -> Any: ...
-    def info(self, event: str, **kw: Any) -> Any: ...
-    def warning(self, event: str, **kw: Any) -> Any: ...
-    def error(self, event: str, **kw: Any) -> Any: ...
-    def critical(self, event: str, **kw: Any) -> Any: ...
-
-
-#: Every event greenkeep emits, with the level(s) it is logged at (see the README's table).
-EVENT_LEVELS: Final[Mapping[str, tuple[str, ...]]] = {
-    "supervisor_started": ("info",),
-    "child_started": ("debug", "info"),
-    "child_exited": ("debug", "info", "warning", "error"),
-    "child_restarted": ("debug", "info"),
-    "child_restart_delayed": ("info",),
-    "child_unstopped": ("warning",),
-    "restart_intensity_exceeded": ("critical",),
-    "supervisor_stopped": ("info", "error", "critical"),
-    "exits_summarized": ("warning",),
-    "storm_ended": ("info",),
-    "heartbeat_missed": ("warning",),
-    "event_loop_blocked": ("warning",),
-    "exit_ignored": ("debug",),
-    "pool_resized": ("info",),
-    "supervisor_forked": ("warning",),
-    "supervisor_crashed": ("critical",),
-    "event_delivery_failed": ("error",),
-    "logger_blocked": ("warning",),
-    "events_dropped": ("warning",),
-    # greenkeep.runner and greenkeep.gunicorn (the process around a root supervisor):
-    "runner_started": ("info",),
-    "signal_received": ("info",),
-    "runner_stopped": ("info", "error", "critical"),
-    "worker_exit_requested": ("error", "critical"),
-}
-
 _LEVELS: Final = ("debug", "info", "warning", "error", "critical")
 # The method structlog's filtering bound loggers have for the levels they drop.
 _NOP: Final = getattr(structlog.make_filtering_bound_logger(logging.CRITICAL), "debug", None)
+
+
+def _failure(sink: str, event: str, exc: BaseException) -> dict[str, Any]:
+    return {"sink": sink, "failed_event": event, "error": error_text(exc)}
 
 
 def _forward_interrupt(exc: BaseException) -> None:
@@ -211,13 +159,8 @@ class Emitter:
             except BaseException as exc:
                 self.failures += 1
                 _forward_interrupt(exc)
-                if event != "event_delivery_failed":
-                    failure = {
-                        "sink": "subscriber",
-                        "failed_event": event,
-                        "error": error_text(exc),
-                    }
-                    self._log("error", "event_delivery_failed", failure)
+                if event != "event_delivery_failed":  # never report a failed report
+                    self._log("error", "event_delivery_failed", _failure("subscriber", event, exc))
 
     def _log(self, level: str, event: str, fields: dict[str, Any]) -> None:
         buffer = self._buffer
@@ -272,8 +215,8 @@ class Emitter:
             self.failures += 1
             _forward_interrupt(exc)
             if event == "event_delivery_failed":
-                return  # never report a failure to report a failure
-            failure = {"sink": "logger", "failed_event": event, "error": error_text(exc)}
+                return  # never report a failed report
+            failure = _failure("logger", event, exc)
             self.reports.append(("error", "event_delivery_failed", failure))
             with contextlib.suppress(BaseException):
                 self._logger.error("event_delivery_failed", **failure)
@@ -302,8 +245,8 @@ class Emitter:
         if self._blocked_since is None:
             return
         self.logger_blocked = True
-        since = self._blocked_since
-        fields = {"blocked_for": round(time.monotonic() - since, 6), "buffered": len(self._buffer)}
+        blocked_for = round(time.monotonic() - self._blocked_since, 6)
+        fields = {"blocked_for": blocked_for, "buffered": len(self._buffer)}
         self.reports.append(("warning", "logger_blocked", fields))
         if self._wake is not None:
             self._wake()
@@ -341,10 +284,11 @@ class Emitter:
 
     def stats(self) -> dict[str, object]:
         """What snapshots show of the delivery."""
+        blocked = self.logger_blocked
         return {
             "delivery_failures": self.failures,
             "dropped": self.dropped,
-            "logger_blocked": self.logger_blocked,
+            "logger_blocked": blocked,
         }
 
     def from_thread(self, level: str, event: str, fields: dict[str, Any], hub: Hub | None) -> None:
@@ -354,6 +298,9 @@ class Emitter:
             getattr(self._logger, level)(event, **fields)
         if self._subscribers and hub is not None:
             hub.loop.run_callback_threadsafe(self.deliver, level, event, fields)
+
+
+_INTERRUPT: Final = ExitKind.INTERRUPTED
 
 
 def _crash_text(exc: Any) -> str:
@@ -373,13 +320,21 @@ class Reporter:
         self.emitter = emitter
         self.storms = storms
 
+    def _emit(self, level: str, event: str, **fields: Any) -> None:
+        self.emitter.emit(level, event, fields)
+
+    def _damped(self, level: str, event: str, logged: bool, **fields: Any) -> None:
+        # In full, or (damped in the log, counted by a storm summary) to subscribers only.
+        if logged:
+            self.emitter.emit(level, event, fields)
+        elif self.emitter.has_subscribers:
+            self.emitter.deliver(level, event, {**fields, "summarized": True})
+
     def started(self, **fields: object) -> None:
-        self.emitter.emit("info", "supervisor_started", fields)
+        self._emit("info", "supervisor_started", **fields)
 
     def child_started(self, child_id: object, incarnation: int) -> None:
-        self.emitter.emit(
-            "info", "child_started", {"child_id": child_id, "incarnation": incarnation}
-        )
+        self._emit("info", "child_started", child_id=child_id, incarnation=incarnation)
 
     def child_exited(
         self,
@@ -401,56 +356,32 @@ class Reporter:
         logged too). *routine*: the level of exits that are not crashes; *quiet*: for
         subscribers only (the workers a pool stops itself are counted, not logged).
         """
-        fields: dict[str, Any] = {
-            "child_id": child_id,
-            "incarnation": incarnation,
-            "reason": REASON[kind],
-            "restart": restart,
-            "action": action,
-        }
-        crash = kind in ABNORMAL_KINDS or kind is ExitKind.INTERRUPTED
+        fields: dict[str, Any] = {"child_id": child_id, "incarnation": incarnation}
+        fields.update(reason=REASON[kind], restart=restart, action=action)
+        heartbeat = kind is ExitKind.HEARTBEAT_MISSED
+        crash = heartbeat or (exc is not None and (kind in ABNORMAL_KINDS or kind is _INTERRUPT))
         if quiet:
             if self.emitter.has_subscribers:
                 self.emitter.deliver(routine, "child_exited", fields)
             return False
-        if not crash or (exc is None and kind is not ExitKind.HEARTBEAT_MISSED):
+        if not crash:
             self.emitter.emit(routine, "child_exited", fields)
             return True
-        if kind is ExitKind.HEARTBEAT_MISSED:
-            fields["error"] = "heartbeat missed"
-        else:
-            fields["error"] = _crash_text(exc)
-            if type(exc) is not Storm:
-                fields["exc_info"] = exc
-        storms = self.storms
-        if damp and storms.interval is not None and kind is not ExitKind.INTERRUPTED:
-            if type(exc) is Storm:
-                storm: Storm | None = exc  # counted by the worker that posted it
-            elif kind is ExitKind.HEARTBEAT_MISSED:
-                storm = storms.admit_kind(HEARTBEAT_KIND, now)
-            else:
-                storm = storms.admit(exc, now)
-            if storm is not None:
-                if storm.sample is None:
-                    storm.sample = (child_id, incarnation, fields["error"])
-                if self.emitter.has_subscribers:
-                    self.emitter.deliver("error", "child_exited", {**fields, "summarized": True})
-                return False
-        level = "warning" if kind is ExitKind.INTERRUPTED else "error"
-        self.emitter.emit(level, "child_exited", fields)
+        fields["error"] = "heartbeat missed" if heartbeat else _crash_text(exc)
+        if not heartbeat and type(exc) is not Storm:
+            fields["exc_info"] = exc
+        sample = (child_id, incarnation, fields["error"])
+        if damp and kind is not _INTERRUPT and self.storms.damps(exc, heartbeat, now, sample):
+            self._damped("error", "child_exited", False, **fields)
+            return False
+        self.emitter.emit("warning" if kind is _INTERRUPT else "error", "child_exited", fields)
         return True
 
     def summarized_exit(self, child_id: object, incarnation: int, restart: str, exc: Any) -> None:
         """To subscribers only: a crash the log summarizes (a pool's straight path)."""
-        fields: dict[str, Any] = {
-            "child_id": child_id,
-            "incarnation": incarnation,
-            "reason": "abnormal",
-            "restart": restart,
-            "action": "restart",
-            "error": _crash_text(exc),
-            "summarized": True,
-        }
+        fields: dict[str, Any] = {"child_id": child_id, "incarnation": incarnation}
+        fields.update(reason="abnormal", restart=restart, action="restart")
+        fields.update(error=_crash_text(exc), summarized=True)
         if type(exc) is not Storm:
             fields["exc_info"] = exc
         self.emitter.deliver("error", "child_exited", fields)
@@ -464,115 +395,73 @@ class Reporter:
         level: str = "info",
         logged: bool = True,
     ) -> None:
-        fields = {
-            "child_id": child_id,
-            "incarnation": incarnation,
-            "restarts_in_period": restarts_in_period,
-        }
-        if logged:
-            self.emitter.emit(level, "child_restarted", fields)
-        elif self.emitter.has_subscribers:  # damped in the log, counted by the summary
-            self.emitter.deliver(level, "child_restarted", {**fields, "summarized": True})
+        fields = {"child_id": child_id, "incarnation": incarnation}
+        self._damped(
+            level, "child_restarted", logged, **fields, restarts_in_period=restarts_in_period
+        )
 
     def restart_delayed(
         self, child_id: object, incarnation: int, delay: float, attempt: int, logged: bool
     ) -> None:
-        fields = {
-            "child_id": child_id,
-            "incarnation": incarnation,
-            "delay": round(delay, 6),
-            "attempt": attempt,
-        }
-        if logged:
-            self.emitter.emit("info", "child_restart_delayed", fields)
-        elif self.emitter.has_subscribers:
-            self.emitter.deliver("info", "child_restart_delayed", {**fields, "summarized": True})
+        fields = {"child_id": child_id, "incarnation": incarnation, "delay": round(delay, 6)}
+        self._damped("info", "child_restart_delayed", logged, **fields, attempt=attempt)
 
     def heartbeat_missed(self, child_id: object, incarnation: int, interval: float) -> None:
         fields = {"child_id": child_id, "incarnation": incarnation, "interval": interval}
-        self.emitter.emit("warning", "heartbeat_missed", fields)
+        self._emit("warning", "heartbeat_missed", **fields)
 
     def unstopped(
         self, child_id: object, incarnation: int, waited: float, shutdown: object
     ) -> None:
-        fields = {
-            "child_id": child_id,
-            "incarnation": incarnation,
-            "waited": round(waited, 6),
-            "shutdown": shutdown,
-        }
-        self.emitter.emit("warning", "child_unstopped", fields)
+        fields = {"child_id": child_id, "incarnation": incarnation, "waited": round(waited, 6)}
+        self._emit("warning", "child_unstopped", **fields, shutdown=shutdown)
 
     def gave_up(
         self, record: ExitRecord, max_restarts: object, period: float, restarts: int | None
     ) -> None:
-        fields = {
-            "child_id": record.child_id,
-            "incarnation": record.incarnation,
-            "reason": record.reason,
-            "error": record.error,
-            "max_restarts": max_restarts,
-            "period": period,
-            "restarts_in_period": restarts,
-        }
-        self.emitter.emit("critical", "restart_intensity_exceeded", fields)
+        fields = {"child_id": record.child_id, "incarnation": record.incarnation}
+        fields.update(reason=record.reason, error=record.error, max_restarts=max_restarts)
+        self._emit(
+            "critical",
+            "restart_intensity_exceeded",
+            **fields,
+            period=period,
+            restarts_in_period=restarts,
+        )
 
     def stopped(self, reason: str, unstopped: int) -> None:
-        level = (
-            "info"
-            if reason in ("shutdown", "auto_shutdown", "forked")
-            else "critical"
-            if reason == "manager_crashed"
-            else "error"
-        )
-        self.emitter.emit(level, "supervisor_stopped", {"reason": reason, "unstopped": unstopped})
+        calm = reason in ("shutdown", "auto_shutdown", "forked")
+        level = "info" if calm else "critical" if reason == "manager_crashed" else "error"
+        self._emit(level, "supervisor_stopped", reason=reason, unstopped=unstopped)
 
     def resized(self, size: int, previous: int) -> None:
-        self.emitter.emit("info", "pool_resized", {"size": size, "previous": previous})
+        self._emit("info", "pool_resized", size=size, previous=previous)
 
     def late_exit(self, child_id: object, incarnation: int, reason: str) -> None:
         """An incarnation reported unstopped has ended after all."""
-        fields = {
-            "child_id": child_id,
-            "incarnation": incarnation,
-            "reason": reason,
-            "restart": "",
-            "action": "none",
-            "late": True,
-        }
-        self.emitter.emit("info", "child_exited", fields)
+        fields = {"child_id": child_id, "incarnation": incarnation, "reason": reason}
+        self._emit("info", "child_exited", **fields, restart="", action="none", late=True)
 
     def exit_ignored(self, child_id: object, incarnation: int) -> None:
-        self.emitter.emit(
-            "debug", "exit_ignored", {"child_id": child_id, "incarnation": incarnation}
-        )
+        self._emit("debug", "exit_ignored", child_id=child_id, incarnation=incarnation)
 
     def forked(self, workers: int) -> None:
-        self.emitter.emit("warning", "supervisor_forked", {"pid": os.getpid(), "workers": workers})
+        self._emit("warning", "supervisor_forked", pid=os.getpid(), workers=workers)
 
     def crashed(self, exc: BaseException) -> None:
-        self.emitter.emit(
-            "critical", "supervisor_crashed", {"error": error_text(exc), "exc_info": exc}
-        )
+        self._emit("critical", "supervisor_crashed", error=error_text(exc), exc_info=exc)
 
     def summaries(self, now: float, flush: bool = False) -> None:
         """The storm summaries due at *now* (all pending ones if *flush*), and storm ends."""
         summaries, ends = self.storms.due(now, flush)
-        for summary in summaries:
-            fields = {
-                "error_type": summary.error_type,
-                "location": summary.location,
-                "count": summary.count,
-                "total": summary.total,
-                "sample_child_id": summary.sample_child_id,
-                "sample_incarnation": summary.sample_incarnation,
-                "sample_error": summary.sample_error,
-                "interval": self.storms.interval,
-            }
-            self.emitter.emit("warning", "exits_summarized", fields)
+        for s in summaries:
+            fields = {"error_type": s.error_type, "location": s.location, "count": s.count}
+            fields.update(total=s.total, sample_child_id=s.sample_child_id)
+            fields.update(sample_incarnation=s.sample_incarnation, sample_error=s.sample_error)
+            self._emit("warning", "exits_summarized", **fields, interval=self.storms.interval)
         for end in ends:
             fields = {"error_type": end.error_type, "location": end.location, "total": end.total}
-            self.emitter.emit("info", "storm_ended", fields)
+            self._emit("info", "storm_ended", **fields)
 
     def loop_blocked(self, fields: dict[str, object], hub: Hub | None) -> None:
         """From gevent's monitor thread: ``event_loop_blocked`` (see greenkeep._blocking)."""
@@ -588,9 +477,8 @@ class ProcessReporter:
         self.emitter = Emitter(supervisor, logger, (), bind={"pid": os.getpid()})
 
     def runner_started(self, signals: list[str], stop_timeout: float | None) -> None:
-        self.emitter.emit(
-            "info", "runner_started", {"signals": signals, "stop_timeout": stop_timeout}
-        )
+        fields = {"signals": signals, "stop_timeout": stop_timeout}
+        self.emitter.emit("info", "runner_started", fields)
 
     def signal_received(self, signal: str, action: str) -> None:
         self.emitter.emit("info", "signal_received", {"signal": signal, "action": action})

@@ -17,9 +17,13 @@ import time
 from collections.abc import Callable, Generator
 from typing import Any
 
-from greenkeep._records import Record
+from greenlet import GreenletExit
 
-__all__ = ["Op", "Task", "Wait"]
+from greenkeep._mailbox import Forked, Mailbox
+from greenkeep._records import Record
+from greenkeep._worker import WAKE
+
+__all__ = ["Driver", "Op", "Task", "Wait"]
 
 
 class Wait:
@@ -127,3 +131,156 @@ class Task:
         self.op = op
         self.done = done
         self.wait: Wait | None = None
+
+
+class Driver:
+    """
+    The operations under way in one run, innermost last, and how the dispatch loop hands
+    them what it receives. An operation started while another waits (a strategy's restart
+    set off by an exit handled during a start) runs to its end first.
+
+    Args:
+        mailbox: The run's mailbox (deferred exits, turn markers arrive through it).
+        handle: The run's exit handler; it may return an operation to start.
+        end_batch: Called after exits were handled (retire, start, resume).
+        cap: The overall deadline of a stop under way, or ``None``.
+    """
+
+    __slots__ = ("_cap", "_end_batch", "_handle", "_mailbox", "markers", "tasks")
+
+    def __init__(
+        self,
+        mailbox: Mailbox,
+        handle: Callable[[Any, int, Any], Op | None],
+        end_batch: Callable[[], None],
+        cap: Callable[[], float | None],
+    ) -> None:
+        self._mailbox = mailbox
+        self._handle = handle
+        self._end_batch = end_batch
+        self._cap = cap
+        #: The operations under way, innermost last (empty: none).
+        self.tasks: list[Task] = []
+        #: Turn markers that arrived and no wait has consumed yet.
+        self.markers: set[object] = set()
+
+    def push(
+        self, op: Op, done: Callable[[BaseException | None, Any], None] | None = None
+    ) -> None:
+        """Start an operation; it runs until it waits (it may end at once). *done* gets its
+        error or result; without one, an error propagates (a bug: the manager crashed)."""
+        task = Task(op, done)
+        self.tasks.append(task)
+        self._advance(task, None)
+
+    def close(self) -> None:
+        """Abandon every operation (the manager recovers from a bug)."""
+        for task in reversed(self.tasks):
+            task.op.close()
+        self.tasks.clear()
+
+    def deadline(self) -> tuple[float | None, bool]:
+        """The innermost wait's deadline (capped) and whether it is exclusive."""
+        wait = self.tasks[-1].wait
+        assert wait is not None
+        return wait.due(self._cap()), wait.exclusive
+
+    def timed_out(self) -> bool:
+        """Nothing arrived by the deadline: resume the innermost operation if its wait has
+        expired (else the deadline was a timer's); return whether it had."""
+        task = self.tasks[-1]
+        assert task.wait is not None
+        if not task.wait.expired(self._cap()):
+            return False
+        self._advance(task, False)
+        return True
+
+    def route(self, item: Any) -> None:
+        """What the loop received while operations are under way: hand an exit to the
+        handler or to the operation that captures it, defer it, or note a marker; then
+        resume the innermost operation if what it waits for holds."""
+        task = self.tasks[-1]
+        wait = task.wait
+        assert wait is not None
+        if type(item) is tuple:
+            record = item[0]
+            if record is wait.capture:
+                self._advance(task, item)
+                return
+            if not wait.wants(record):
+                self._mailbox.defer(item)
+                return
+            op = self._handle(*item)
+            for each in self.tasks:
+                if each.wait is not None:
+                    each.wait.handled(record)
+            self._end_batch()
+            if op is not None:
+                self.push(op)
+                return
+        elif item is not WAKE:
+            self.markers.add(item)
+        item = None
+        value = self._already(wait, installed=False)
+        if value is not None:
+            self._advance(task, value)
+
+    def _advance(self, task: Task, value: object) -> None:
+        # Resume *task* with *value*; go on while what it waits for already holds. When it
+        # ends, the task below it (if any) is checked in turn.
+        while True:
+            try:
+                wait = task.op.send(value)
+            except StopIteration as stop:
+                self._finished(task, None, stop.value)
+            except (GreenletExit, Forked):
+                raise
+            except BaseException as exc:
+                if task.done is None:
+                    raise
+                self._finished(task, exc, None)
+            else:
+                task.wait = wait
+                value = self._already(wait, installed=True)
+                if value is None:
+                    return
+                continue
+            if not self.tasks:
+                return
+            task = self.tasks[-1]
+            assert task.wait is not None
+            value = self._already(task.wait, installed=True)  # what came meanwhile
+            if value is None:
+                return
+
+    def _finished(self, task: Task, error: BaseException | None, value: object) -> None:
+        self.tasks.remove(task)
+        if task.done is not None:
+            task.done(error, value)
+
+    def _already(self, wait: Wait, installed: bool) -> object:
+        """
+        What to resume the operation with now (``None``: it has to wait). When the wait was
+        just *installed*, exits deferred earlier that it is about are taken first (the
+        deferred exits are indexed by record: O(len(pending))).
+        """
+        mailbox = self._mailbox
+        if installed and wait.capture is not None:
+            taken = mailbox.take(wait.capture)
+            if taken:
+                for item in taken[1:]:
+                    mailbox.defer(item)
+                return taken[0]
+        if installed and wait.pending and mailbox.deferred:
+            for record in list(wait.pending):
+                for item in mailbox.take(record):
+                    op = self._handle(*item)
+                    if op is not None:
+                        self.push(op)
+                    wait.handled(record)
+            self._end_batch()
+        if wait.holds(self.markers):
+            return True
+        if wait.expired(self._cap()):
+            return False
+        return None

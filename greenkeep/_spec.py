@@ -11,10 +11,11 @@ import enum
 import math
 from collections.abc import Callable, Mapping, Sequence
 from types import MappingProxyType
-from typing import Final
+from typing import Any, Final
 
 from greenkeep._backoff import Backoff
 from greenkeep._errors import InvalidSpecError, SpecProblem
+from greenkeep._reports import StopReport
 
 __all__ = [
     "DEFAULT_SHUTDOWN",
@@ -35,13 +36,26 @@ ChildId = str | int
 class Subtree:
     """
     The base of `Supervisor` and `WorkerPool`: what makes an object a subtree, a valid
-    child target that runs a supervisor of its own.
+    child target that runs a supervisor of its own, and what its parent calls.
     """
 
     __slots__ = ()
 
     def run(self) -> None:
         """Start, wait until it ends, and stop it on the way out."""
+        raise NotImplementedError
+
+    def stop(self, timeout: float | None = None, *, block: bool = True) -> StopReport:
+        """Stop it (see `Supervisor.stop`)."""
+        raise NotImplementedError
+
+    @property
+    def report(self) -> StopReport | None:
+        """The report of its last stop, once that stop is over."""
+        raise NotImplementedError
+
+    def snapshot(self) -> dict[str, Any]:
+        """Its snapshot (see `Supervisor.snapshot`)."""
         raise NotImplementedError
 
 

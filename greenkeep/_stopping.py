@@ -23,12 +23,12 @@ from collections.abc import Callable, Sequence
 from typing import Final, Protocol
 
 from greenkeep._events import Reporter
+from greenkeep._launch import kill
 from greenkeep._mailbox import Mailbox
 from greenkeep._ops import Op, Wait
 from greenkeep._records import Record
 from greenkeep._reports import StopReport, Unstopped
 from greenkeep._spec import Shutdown, ShutdownPolicy
-from greenkeep._worker import kill
 
 __all__ = ["REPORT_MARGIN", "Stoppable", "Stopper", "stop_deadline"]
 

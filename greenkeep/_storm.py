@@ -31,6 +31,9 @@ __all__ = [
     "describe",
 ]
 
+#: One crash of a storm, rendered: (child id, incarnation, error text).
+Sample = tuple[object, int, str]
+
 #: (exception type, id of the code object that raised it, bytecode offset there): cheap to
 #: build and hash per crash (a traceback's line number is computed from the line table, its
 #: offset is not); `describe` turns it into text only when a summary is logged.
@@ -133,7 +136,7 @@ class Storm:
         self.total = 1
         self.count = 0
         self.next_summary = now + interval
-        self.sample: tuple[object, int, str] | None = None
+        self.sample: Sample | None = None
 
 
 class CrashStorms:
@@ -166,6 +169,28 @@ class CrashStorms:
             return None
         kind, code = crash_site(exc)
         return self.admit_kind(kind, now, code)
+
+    def damps(
+        self, crash: BaseException | Storm | None, heartbeat: bool, now: float, sample: Sample
+    ) -> bool:
+        """
+        Whether one crash is summarized rather than logged in full: *crash* is its exception,
+        or the `Storm` a worker posted it as (counted already), or a heartbeat miss. A
+        summarized crash is counted, and kept as its storm's *sample* if it has none.
+        """
+        if self.interval is None:
+            return False
+        if type(crash) is Storm:
+            storm: Storm | None = crash
+        elif heartbeat or crash is None:
+            storm = self.admit_kind(HEARTBEAT_KIND, now)
+        else:
+            storm = self.admit(crash, now)  # type: ignore[arg-type]
+        if storm is None:
+            return False
+        if storm.sample is None:
+            storm.sample = sample
+        return True
 
     def admit_kind(
         self, kind: CrashKind, now: float, code: CodeType | None = None

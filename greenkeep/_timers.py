@@ -53,9 +53,17 @@ class Timers:
             if monitor.watched and (due is None or monitor.next_tick < due):
                 due = monitor.next_tick
         heap = self._heap
+        while heap and heap[0][2].delay_seq != heap[0][1]:
+            heapq.heappop(heap)  # cancelled: never due
         if heap and (due is None or heap[0][0] < due):
             due = heap[0][0]
         return due
+
+    def clear(self) -> None:
+        """Forget every delayed restart (the run is ending: nothing starts any more)."""
+        for _, _, record in self._heap:
+            record.delay_seq = 0
+        self._heap.clear()
 
     def due_restarts(self, now: float) -> list[Record]:
         """The records whose delayed restart is due at *now* (their tickets are spent)."""

@@ -1,5 +1,6 @@
 """
-The greenlets that run children, and the only ways greenkeep touches them.
+The greenlets that run children: what each incarnation runs in, how it reports its exit, and
+what workers share with their manager (starting them is `greenkeep._launch`'s job).
 
 A child incarnation runs in a `WorkerGreenlet`: a plain ``greenlet.greenlet`` whose parent is
 the gevent hub (not a ``gevent.Greenlet``: that class extracts the spawning stack and pickles
@@ -10,30 +11,21 @@ tuple onto the supervisor's mailbox, a ``gevent.queue`` the manager consumes:
 - the wrapper catches whatever the incarnation raises (``GreenletExit`` from a kill
   included, and ``BaseException``), so gevent's hub never prints a worker's traceback, and
   posts it;
-- the start trampoline, a loop callback that runs in the hub like a ``rawlink`` callback,
-  posts for the exits the wrapper cannot see: a greenlet killed before it ever ran, and an
-  incarnation that never ran because a stop began after its start was scheduled.
-
-Callbacks here run in the hub: they only post, never block, never raise.
+- the start trampoline (`greenkeep._launch`), a loop callback that runs in the hub like a
+  ``rawlink`` callback, posts for the exits the wrapper cannot see: a greenlet killed before
+  it ever ran, and an incarnation that never ran because a stop began after its start was
+  scheduled.
 
 A ``KeyboardInterrupt`` is posted like any exit and then handed to the hub's error handler,
 which prints it (gevent's own report) and raises it in the main greenlet, so Ctrl-C still
 stops the program.
-
-Two ways to run the next incarnation:
-
-*fresh*
-    a new `WorkerGreenlet` per incarnation (`create`/`spawn`, then `retire` the parked one);
-*reuse*
-    the same greenlet runs the function again once the manager allows it (`spawn`
-    starts it, `resume` lets a parked one run its next incarnation, `retire` ends it).
 
 Invariants the manager relies on:
 
 - ``child.ran == -incarnation`` once an incarnation's exit is posted and its greenlet parks
   (or ends): a stop request that comes after that must not turn the exit into a shutdown;
 - a loop callback scheduled before a stop began (or before a fork) never runs an
-  incarnation once `Channel.halted` is set: the trampolines check it (item 5 and the fork);
+  incarnation once `Channel.halted` is set: the trampolines check it;
 - in a forked child process, inherited worker greenlets are `disown`-ed: gevent's own
   wake-ups of them (a timer, an event, a ``sleep(0)``) switch into nothing, and greenkeep's
   trampolines see `Channel.halted` and ``Channel.forked``.
@@ -54,22 +46,19 @@ if TYPE_CHECKING:
     from gevent.hub import Hub
 
 __all__ = [
+    "GO",
+    "KILLED",
     "PARK_AFTER",
+    "RETIRE",
     "WAKE",
     "Channel",
     "Runnable",
     "WorkerGreenlet",
-    "create",
     "current_worker",
     "disown",
-    "kill",
-    "resume",
-    "retire",
-    "spare",
-    "spawn",
-    "start",
-    "start_now",
-    "start_spare",
+    "raw_switch",
+    "run_worker",
+    "spare_main",
 ]
 
 #: A mailbox item that only wakes the manager (control requests, readiness, a clock).
@@ -124,7 +113,7 @@ class Channel:
         self.on_blocked: Callable[[dict[str, object], Hub | None], None] | None = None
 
     def notify(self, item: object) -> None:
-        """Post *item* and wake the manager if it is parked (`_run_worker` inlines this)."""
+        """Post *item* and wake the manager if it is parked (`run_worker` inlines this)."""
         self.post(item)
         if self.parked:
             self.parked = False
@@ -162,7 +151,8 @@ class Runnable:
 #: life of the process (a greenlet that is garbage collected gets GreenletExit thrown in).
 _disowned: set[_RawGreenlet] = set()
 _NO_VALUE: Final = object()
-_raw_switch = _RawGreenlet.switch
+#: The switch and throw of a greenlet itself (greenkeep's own switches skip the check).
+raw_switch = _RawGreenlet.switch
 _raw_throw = _RawGreenlet.throw
 
 
@@ -196,8 +186,8 @@ class WorkerGreenlet(_RawGreenlet):
         if _disowned and self in _disowned:
             return None
         if value is _NO_VALUE:
-            return _raw_switch(self)
-        return _raw_switch(self, value)
+            return raw_switch(self)
+        return raw_switch(self, value)
 
     def throw(self, *args: Any) -> Any:
         """Raise an exception in this greenlet (a kill, a ``gevent.Timeout``)."""
@@ -228,22 +218,18 @@ def disown(greenlets: Iterable[WorkerGreenlet | None]) -> int:
 
 #: Posted for an incarnation that died of ``GreenletExit`` (a kill carries nothing else),
 #: or that never ran.
-_KILLED: Final = GreenletExit()
+KILLED: Final = GreenletExit()
 
 #: Switched into a parked worker: run your record's (new) incarnation.
-_GO: Final = object()
+GO: Final = object()
 #: Switched into a parked worker: end.
-_RETIRE: Final = object()
-
-
-def _hub() -> Hub:
-    return gevent.get_hub()
+RETIRE: Final = object()
 
 
 def _interrupt_main(exc: KeyboardInterrupt) -> None:
     # gevent's own handling of a KeyboardInterrupt in a greenlet: print it, raise it in the
     # main greenlet (hub.handle_error -> handle_system_error).
-    _hub().handle_error(_getcurrent(), type(exc), exc, exc.__traceback__)
+    gevent.get_hub().handle_error(_getcurrent(), type(exc), exc, exc.__traceback__)
 
 
 #: In fresh mode a finished worker greenlet ends at once, unless this many exits were
@@ -252,7 +238,7 @@ def _interrupt_main(exc: KeyboardInterrupt) -> None:
 PARK_AFTER: Final = 512
 
 
-def _run_worker(child: Runnable, incarnation: int) -> None:
+def run_worker(child: Runnable, incarnation: int) -> None:
     # The body of every worker greenlet: run an incarnation, post its exit, then park until
     # the manager resumes it with the next incarnation (reuse mode), or end (fresh mode: a
     # new greenlet runs the next one). In a crash storm a fresh greenlet parks too, and the
@@ -301,7 +287,7 @@ def _run_worker(child: Runnable, incarnation: int) -> None:
                 post((child, incarnation, exc))
             tb = None
         except GreenletExit:  # a kill: nothing in it the manager needs
-            post((child, incarnation, _KILLED))
+            post((child, incarnation, KILLED))
         except KeyboardInterrupt as exc:
             post((child, incarnation, exc))
             _interrupt_main(exc)
@@ -323,15 +309,15 @@ def _run_worker(child: Runnable, incarnation: int) -> None:
                 return
             except BaseException:  # a stale throw aimed at a dead incarnation
                 continue
-            if token is _GO:
+            if token is GO:
                 incarnation = me.incarnation = child.incarnation  # type: ignore[attr-defined]
                 break
-            if token is _RETIRE:
+            if token is RETIRE:
                 return
             # Any other switch is stale (e.g. a timer the dead incarnation left behind).
 
 
-def _spare_main() -> None:
+def spare_main() -> None:
     # A spare worker greenlet: started ahead of need (its interpreter stack, an mmap, is
     # already allocated), it waits here for its first incarnation: (child, incarnation).
     hub: Any = _getcurrent().parent
@@ -341,150 +327,7 @@ def _spare_main() -> None:
         return
     if type(token) is tuple:
         child, incarnation = token
-        _run_worker(child, incarnation)
-
-
-def _warm(greenlet: WorkerGreenlet) -> None:
-    _raw_switch(greenlet)  # runs until it waits in _spare_main
-
-
-def spare(hub: Hub) -> WorkerGreenlet:
-    """
-    A new worker greenlet that starts on the hub's next turn and waits for its first
-    incarnation (see `start_spare`): an isolated restart then does not pay for a new
-    greenlet's first run. Never blocks.
-    """
-    greenlet = WorkerGreenlet(_spare_main, hub)
-    greenlet.child = None
-    greenlet.incarnation = 0
-    greenlet.beaten = False
-    hub.loop.run_callback(_warm, greenlet)
-    return greenlet
-
-
-def start_spare(greenlet: WorkerGreenlet, child: Runnable, incarnation: int) -> None:
-    """
-    From the manager greenlet: run *incarnation* of *child* at once in a waiting `spare`
-    greenlet; the caller continues on the hub's next turn (as `start_now`).
-    """
-    greenlet.child = child
-    greenlet.incarnation = incarnation
-    _hub().loop.run_callback(_getcurrent().switch)
-    _raw_switch(greenlet, (child, incarnation))
-
-
-def _trampoline(greenlet: WorkerGreenlet, child: Runnable, incarnation: int) -> None:
-    # Loop callback that starts a worker greenlet. Runs in the hub; only posts.
-    channel = child.channel
-    if channel.halted:  # a stop began after this start was scheduled: it never runs
-        if not channel.forked:
-            channel.notify((child, incarnation, _KILLED))
-        return
-    try:
-        _raw_switch(greenlet, child, incarnation)
-    except BaseException as exc:  # thrown into it before it ever ran
-        channel.notify((child, incarnation, exc))
-        return
-    if child.ran != incarnation and child.ran != -incarnation and greenlet.dead:
-        # Killed before it ever ran: the wrapper never saw it.
-        channel.notify((child, incarnation, GreenletExit()))
-
-
-def create(child: Runnable, incarnation: int, hub: Hub | None = None) -> WorkerGreenlet:
-    """A new worker greenlet for *incarnation* of *child*, not yet scheduled (see `start`).
-    *hub*: the current thread's hub, if the caller has it at hand."""
-    greenlet = WorkerGreenlet(_run_worker, hub if hub is not None else _hub())
-    greenlet.child = child
-    greenlet.incarnation = incarnation
-    greenlet.beaten = False  # set: a deadline tick never meets an unset slot
-    return greenlet
-
-
-def spawn(child: Runnable, incarnation: int) -> WorkerGreenlet:
-    """
-    Schedule *incarnation* of *child* in a new greenlet; it starts on the hub's next turn,
-    before anything scheduled later. After the incarnation it parks until `resume`d (reuse
-    mode) or `retire`d (fresh mode). Never blocks.
-    """
-    greenlet = create(child, incarnation)
-    _hub().loop.run_callback(_trampoline, greenlet, child, incarnation)
-    return greenlet
-
-
-def _start_all(greenlets: list[WorkerGreenlet]) -> None:
-    for greenlet in greenlets:
-        _trampoline(greenlet, greenlet.child, greenlet.incarnation)
-
-
-def start(greenlets: list[WorkerGreenlet]) -> None:
-    """Start `create`-d greenlets, in order, on the hub's next turn (one loop callback for
-    the whole batch). Never blocks."""
-    _hub().loop.run_callback(_start_all, greenlets)
-
-
-def _switch_all(greenlets: list[WorkerGreenlet], token: object) -> None:
-    # Loop callback: switch into each parked greenlet in turn. Each runs until it blocks or
-    # parks again (or ends), then control comes back here.
-    if not greenlets:
-        return
-    first = greenlets[0].child
-    channel = first.channel if first is not None else None  # a spare has no child yet
-    if channel is not None and channel.halted:
-        if channel.forked:
-            return  # scheduled in the parent process: never run them in a forked child
-        if token is _GO:  # a stop began: the incarnations they were to run never run
-            for greenlet in greenlets:
-                child = greenlet.child
-                channel.notify((child, child.incarnation, _KILLED))
-            return
-    for greenlet in greenlets:
-        if greenlet:  # started and not dead: parked (a never-started one is just dropped)
-            _raw_switch(greenlet, token)
-
-
-def resume(greenlets: list[WorkerGreenlet]) -> None:
-    """
-    Let each parked greenlet run its record's current incarnation, in order, on the hub's
-    next turn (one loop callback for the whole batch). Never blocks.
-    """
-    _hub().loop.run_callback(_switch_all, greenlets, _GO)
-
-
-def retire(greenlets: list[WorkerGreenlet]) -> None:
-    """End parked greenlets on the hub's next turn (one loop callback). Never blocks."""
-    _hub().loop.run_callback(_switch_all, greenlets, _RETIRE)
-
-
-def start_now(greenlet: WorkerGreenlet) -> None:
-    """
-    From the manager greenlet: run a `create`-d (never scheduled) or a parked greenlet at
-    once, instead of on the hub's next turn: an isolated restart saves one loop iteration.
-    The caller continues on the hub's next turn (as after ``gevent.sleep(0)``).
-
-    Only for a gevent greenlet that expects nothing else to switch into it meanwhile (the
-    manager, at the end of a batch).
-    """
-    _hub().loop.run_callback(_getcurrent().switch)
-    if greenlet:  # started before: parked, waiting for its next incarnation
-        _raw_switch(greenlet, _GO)
-    else:
-        _trampoline(greenlet, greenlet.child, greenlet.incarnation)
-    # Back here once the callback above has run (the greenlet blocked, parked or ended).
-
-
-def _throw(greenlet: WorkerGreenlet, exc_type: type[BaseException]) -> None:
-    if not greenlet.dead:
-        greenlet.throw(exc_type)  # (a disowned greenlet ignores it)
-
-
-def kill(greenlet: WorkerGreenlet, exc_type: type[BaseException] = GreenletExit) -> None:
-    """
-    Raise *exc_type* in *greenlet* on the hub's next turn (as ``gevent.kill`` does).
-
-    Never blocks; a dead greenlet is left alone. A greenlet in a loop that never yields
-    receives it when it next yields.
-    """
-    _hub().loop.run_callback(_throw, greenlet, exc_type)
+        run_worker(child, incarnation)
 
 
 def current_worker() -> WorkerGreenlet | None:

@@ -46,7 +46,8 @@ import gevent
 
 from greenkeep._check import check_timeout
 from greenkeep._errors import InvalidArgumentError, RestartIntensityExceeded
-from greenkeep._events import EventLogger, ProcessReporter
+from greenkeep._event_names import EventLogger
+from greenkeep._events import ProcessReporter
 from greenkeep._pool import WorkerPool
 from greenkeep._supervisor import Supervisor
 from greenkeep.runner import DEFAULT_STOP_TIMEOUT, EXIT_GAVE_UP

@@ -41,7 +41,8 @@ import structlog
 
 from greenkeep._check import check_timeout
 from greenkeep._errors import ChildStartError, InvalidArgumentError, RestartIntensityExceeded
-from greenkeep._events import EventLogger, ProcessReporter
+from greenkeep._event_names import EventLogger
+from greenkeep._events import ProcessReporter
 from greenkeep._pool import WorkerPool
 from greenkeep._supervisor import Supervisor
 

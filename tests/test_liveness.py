@@ -311,6 +311,32 @@ class TestBackoff:
         assert "terminated" == sup.which_children()[0].status
         assert [] == events.of("child_restarted")
 
+    def test_a_pool_stop_with_a_delayed_restart_due_waits_without_spinning(self) -> None:
+        """A pool stopped while a cancelled delayed restart is past due, and a worker
+        outlives its bound, returns at the bound, having waited (not looped) meanwhile."""
+        clock = ManualClock()
+
+        def work(worker_id: int) -> None:
+            if worker_id == 0:
+                raise ValueError("dependency down")
+            while True:
+                with contextlib.suppress(gevent.GreenletExit):
+                    gevent.sleep(1)
+
+        backoff = Backoff(initial=1.0, jitter=0)
+        pool = WorkerPool(work, 2, backoff=backoff, clock=clock, max_restarts=100, shutdown=0.3)
+        pool.start()
+        wait_until = time.monotonic() + DEADLINE
+        while pool.which_children()[0].status != "delayed" and time.monotonic() < wait_until:
+            gevent.sleep(0.001)
+        clock.advance(5.0)  # the delayed restart is past due when the stop cancels it
+        cpu = time.process_time()
+
+        report = pool.stop(timeout=DEADLINE)
+
+        assert [1] == [u.child_id for u in report.unstopped]
+        assert time.process_time() - cpu < 0.2  # it waited for the 0.3 s bound
+
     def test_terminate_child_cancels_and_restart_child_refuses_while_delayed(self) -> None:
         """A delayed child cannot be restarted or deleted by hand (ChildRestartingError);
         terminate_child cancels its pending restart."""

@@ -16,7 +16,7 @@ from structlog.testing import capture_logs
 
 import greenkeep
 from greenkeep import ChildSpec, Supervisor, WorkerPool
-from greenkeep._manager import BATCH
+from greenkeep._run import BATCH
 from greenkeep.testing import ManualClock
 
 from _events import DEADLINE, Events, wait_until
@@ -320,7 +320,7 @@ class TestFairness:
         tick = gevent.spawn(ticker)
         # Let the crash loop build a backlog.
         wait_until(lambda: runs["n"] >= 30_000, 30)
-        backlog = len(pool._mailbox.queue)
+        backlog = len(pool._run.mailbox.queue)  # type: ignore[union-attr]
         before = runs["n"]
         pool.resize(10_001)
         during = runs["n"] - before
