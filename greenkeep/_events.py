@@ -76,7 +76,7 @@ class _Writer(_RawGreenlet):
     def switch_out(self) -> None:
         # gevent calls this just before a greenlet blocks (Hub.switch): the logger call in
         # progress waits for something, so whoever waits for it goes on without it.
-        self.emitter._blocking()
+        self.emitter.writer_blocking()
 
 
 class Emitter:
@@ -223,7 +223,7 @@ class Emitter:
             if self._caller is None and self._wake is not None:
                 self._wake()
 
-    def _blocking(self) -> None:
+    def writer_blocking(self) -> None:
         # In the writer, just before a logger call blocks: release whoever waits for it.
         if self._blocked_since is None:
             self._blocked_since = time.monotonic()

@@ -218,21 +218,8 @@ def plan_exit(
     if action is Action.STOP_SUPERVISOR:
         return ExitPlan(kind, action, drop, "interrupted")
     if action is not Action.RESTART:
-        end = None
-        if (
-            significant
-            and not stopping
-            and (
-                auto_shutdown is AutoShutdown.ANY_SIGNIFICANT
-                or (
-                    auto_shutdown is AutoShutdown.ALL_SIGNIFICANT
-                    and significant_running is not None
-                    and not significant_running()
-                )
-            )
-        ):
-            end = "auto_shutdown"
-        return ExitPlan(kind, action, drop, end)
+        ends = significant and not stopping and _auto_ends(auto_shutdown, significant_running)
+        return ExitPlan(kind, action, drop, "auto_shutdown" if ends else None)
     if window.record(now):
         return ExitPlan(kind, Action.GIVE_UP, False, "restart_intensity_exceeded")
     if backoff is None:
@@ -240,6 +227,15 @@ def plan_exit(
     attempt = next_attempt(attempt, uptime, backoff)
     draw = uniform() if uniform is not None else 0.5
     return ExitPlan(kind, action, delay=backoff.delay(attempt, draw), attempt=attempt)
+
+
+def _auto_ends(auto: AutoShutdown, significant_running: Callable[[], bool] | None) -> bool:
+    # A significant child exited on its own and is not restarted: does its supervisor end?
+    if auto is AutoShutdown.ANY_SIGNIFICANT:
+        return True
+    if auto is AutoShutdown.ALL_SIGNIFICANT:
+        return significant_running is not None and not significant_running()
+    return False
 
 
 @dataclass(frozen=True)

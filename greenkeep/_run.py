@@ -36,7 +36,6 @@ from greenkeep._errors import (
 )
 from greenkeep._events import Emitter, Reporter
 from greenkeep._exits import ExitRecord
-from greenkeep._heartbeat import HeartbeatMonitor
 from greenkeep._intensity import RestartIntensity, _Unlimited
 from greenkeep._launch import kill, retire
 from greenkeep._mailbox import Forked, Mailbox
@@ -47,7 +46,7 @@ from greenkeep._snapshot import register_manager
 from greenkeep._states import FAILED, NEW, RUNNING, STARTING, STOPPED, STOPPING, SupervisorState
 from greenkeep._stopping import Stoppable, Stopper
 from greenkeep._storm import CrashStorms
-from greenkeep._timers import TIMER_SLACK, Timers
+from greenkeep._timers import Timers
 
 __all__ = ["BATCH", "Run", "StartFailed"]
 
@@ -110,8 +109,8 @@ class Run:
             abandon=self.abandon,
         )
         self.driver = Driver(self.mailbox, self.handle_exit, self.end_batch, lambda: self.stop_cap)
-        self.timers = Timers()
-        self.monitors: list[HeartbeatMonitor] = []
+        self.timers = Timers(self.clock, self.reporter.storms)
+        self.monitors = self.timers.monitors
         self.done = gevent.event.Event()
         self.started: gevent.event.AsyncResult[None] = gevent.event.AsyncResult()
         self.error: RestartIntensityExceeded | None = None
@@ -297,7 +296,7 @@ class Run:
                 self._settling = False
                 self.started.set(None)
             else:
-                item = mailbox.receive(self._timer_deadline())
+                item = mailbox.receive(self.timers.deadline())
                 if item is None:
                     self._run_timers()
                     continue
@@ -336,7 +335,7 @@ class Run:
     def _step_operation(self) -> None:
         deadline, exclusive = self.driver.deadline()
         if not exclusive:  # a pool's operation: timers (heartbeats, summaries) go on
-            timer = self._timer_deadline()
+            timer = self.timers.deadline()
             if timer is not None and (deadline is None or timer < deadline):
                 deadline = timer
         item = self.mailbox.receive(deadline)
@@ -386,32 +385,16 @@ class Run:
 
     # ------------------------------------------------------------------ timers
 
-    def _timer_deadline(self) -> float | None:
-        """The monotonic time the next clock timer is due (``None``: nothing is)."""
-        due = self.timers.next_due(self.reporter.storms, self.monitors)
-        if due is None:
-            return None
-        return time.monotonic() + (due - self.clock())
-
     def _run_timers(self, due_only: bool = False) -> None:
-        due = self.timers.next_due(self.reporter.storms, self.monitors)
+        due = self.timers.fire(self.end_reason is not None, due_only)
         if due is None:
             return
-        now = self.clock()
-        if due_only and now + TIMER_SLACK < due:
-            return
-        storms = self.reporter.storms
-        if storms.next_due is not None and now + TIMER_SLACK >= storms.next_due:
-            self.reporter.summaries(now)
-        for monitor in self.monitors:
-            if monitor.watched and now + TIMER_SLACK >= monitor.next_tick:
-                for record in monitor.tick(now):
-                    self._heartbeat_missed(record, monitor.interval)
-        if self.end_reason is None:
-            for record in self.timers.due_restarts(now):
-                self.restart_due(record)
-        else:
-            self.timers.clear()
+        if due.summaries:
+            self.reporter.summaries(due.now)
+        for record, interval in due.missed:
+            self._heartbeat_missed(record, interval)
+        for record in due.restarts:
+            self.restart_due(record)
         self.end_batch()
 
     def _heartbeat_missed(self, record: Record, interval: float) -> None:

@@ -14,6 +14,7 @@ from types import MappingProxyType
 from typing import Any, Final
 
 from greenkeep._backoff import Backoff
+from greenkeep._check import check_seconds
 from greenkeep._errors import InvalidSpecError, SpecProblem
 from greenkeep._reports import StopReport
 
@@ -213,75 +214,29 @@ class ChildSpec:
         _check_id(id, problems, owner)
         if not callable(target) and not is_subtree(target):
             problems.append(SpecProblem(owner, "target", "a callable or a Supervisor", target))
-        if isinstance(args, (str, bytes)) or not isinstance(args, Sequence):
-            problems.append(SpecProblem(owner, "args", "a tuple or list", args))
-            args_t: tuple[object, ...] = ()
-        else:
-            args_t = tuple(args)
-        if kwargs is None:
-            kwargs_d: Mapping[str, object] = MappingProxyType({})
-        elif isinstance(kwargs, Mapping) and all(isinstance(k, str) for k in kwargs):
-            kwargs_d = MappingProxyType(dict(kwargs))
-        else:
-            problems.append(SpecProblem(owner, "kwargs", "a mapping with str keys", kwargs))
-            kwargs_d = MappingProxyType({})
+        args_t, kwargs_d = _arguments(owner, args, kwargs, problems)
         known = len(problems)
         restart_e = _normalise_restart(restart, problems, owner)
         restart_ok = len(problems) == known  # else restart_e is a stand-in, not the input
-        default_shutdown: ShutdownPolicy = (
-            Shutdown.INFINITY if is_subtree(target) else DEFAULT_SHUTDOWN
+        default: ShutdownPolicy = Shutdown.INFINITY if is_subtree(target) else DEFAULT_SHUTDOWN
+        shutdown_p = _normalise_shutdown(shutdown, problems, owner, default)
+        _check_significant(owner, significant, restart_e if restart_ok else None, problems)
+        ready = check_seconds(
+            owner, "ready_timeout", ready_timeout, problems, positive=True, finite=False
         )
-        shutdown_p = _normalise_shutdown(shutdown, problems, owner, default_shutdown)
-        if not isinstance(significant, bool):
-            problems.append(SpecProblem(owner, "significant", "True or False", significant))
-        elif significant and restart_ok and restart_e is Restart.PERMANENT:
-            problems.append(
-                SpecProblem(
-                    owner,
-                    "significant",
-                    "False for a permanent child (only transient and temporary children "
-                    "can be significant, as in OTP)",
-                    significant,
-                )
-            )
-        if ready_timeout is not None and (
-            isinstance(ready_timeout, bool)
-            or not isinstance(ready_timeout, (int, float))
-            or not ready_timeout > 0  # also rejects NaN
-        ):
-            problems.append(
-                SpecProblem(
-                    owner, "ready_timeout", "None or a number of seconds > 0", ready_timeout
-                )
-            )
-        if heartbeat is not None and (
-            isinstance(heartbeat, bool)
-            or not isinstance(heartbeat, (int, float))
-            or not math.isfinite(heartbeat)
-            or heartbeat <= 0
-        ):
-            problems.append(
-                SpecProblem(
-                    owner, "heartbeat", "None or a finite number of seconds > 0", heartbeat
-                )
-            )
+        beat = check_seconds(owner, "heartbeat", heartbeat, problems, positive=True)
         if backoff is not None and not isinstance(backoff, Backoff):
             problems.append(SpecProblem(owner, "backoff", "None or a greenkeep.Backoff", backoff))
         if problems:
             raise InvalidSpecError(problems)
-        set_ = object.__setattr__
-        set_(self, "heartbeat", None if heartbeat is None else float(heartbeat))
-        set_(self, "backoff", backoff)
-        if ready_timeout is None and is_subtree(target):
-            ready_timeout = math.inf  # a child supervisor is ready once its subtree started
-        set_(self, "ready_timeout", None if ready_timeout is None else float(ready_timeout))
-        set_(self, "id", id)
-        set_(self, "target", target)
-        set_(self, "args", args_t)
-        set_(self, "kwargs", kwargs_d)
-        set_(self, "restart", restart_e)
-        set_(self, "shutdown", shutdown_p)
-        set_(self, "significant", significant)
+        if ready is None and is_subtree(target):
+            ready = math.inf  # a child supervisor is ready once its subtree has started
+        values: dict[str, object] = {"id": id, "target": target, "args": args_t}
+        values["kwargs"] = kwargs_d
+        values.update(restart=restart_e, shutdown=shutdown_p, significant=significant)
+        values.update(ready_timeout=ready, heartbeat=beat, backoff=backoff)
+        for name, value in values.items():
+            object.__setattr__(self, name, value)
 
     @property
     def is_supervisor(self) -> bool:
@@ -315,6 +270,35 @@ class ChildSpec:
             f"ready_timeout={self.ready_timeout!r}, heartbeat={self.heartbeat!r}, "
             f"backoff={self.backoff!r})"
         )
+
+
+def _arguments(
+    owner: str, args: object, kwargs: object, problems: list[SpecProblem]
+) -> tuple[tuple[object, ...], Mapping[str, object]]:
+    args_t: tuple[object, ...] = ()
+    if isinstance(args, (str, bytes)) or not isinstance(args, Sequence):
+        problems.append(SpecProblem(owner, "args", "a tuple or list", args))
+    else:
+        args_t = tuple(args)
+    kwargs_d: Mapping[str, object] = MappingProxyType({})
+    if isinstance(kwargs, Mapping) and all(isinstance(k, str) for k in kwargs):
+        kwargs_d = MappingProxyType(dict(kwargs))
+    elif kwargs is not None:
+        problems.append(SpecProblem(owner, "kwargs", "a mapping with str keys", kwargs))
+    return args_t, kwargs_d
+
+
+def _check_significant(
+    owner: str, significant: object, restart: Restart | None, problems: list[SpecProblem]
+) -> None:
+    if not isinstance(significant, bool):
+        problems.append(SpecProblem(owner, "significant", "True or False", significant))
+    elif significant and restart is Restart.PERMANENT:
+        allowed = (
+            "False for a permanent child (only transient and temporary children can be "
+            "significant, as in OTP)"
+        )
+        problems.append(SpecProblem(owner, "significant", allowed, significant))
 
 
 def is_subtree(target: object) -> bool:

@@ -7,31 +7,46 @@ manager acts on it.
 from __future__ import annotations
 
 import heapq
-from collections.abc import Sequence
-from typing import Final
+import time
+from collections.abc import Callable
+from typing import Final, NamedTuple
 
 from greenkeep._heartbeat import HeartbeatMonitor
 from greenkeep._records import Record
 from greenkeep._storm import CrashStorms
 
-__all__ = ["TIMER_SLACK", "Timers"]
+__all__ = ["TIMER_SLACK", "Due", "Timers"]
 
 #: Timers this close (in clock seconds) to due are run (floating-point sums of a manual
 #: clock's steps land a hair before the tick they were meant to reach).
 TIMER_SLACK: Final = 1e-9
 
 
+class Due(NamedTuple):
+    """What is due at *now* (see `Timers.fire`)."""
+
+    now: float
+    summaries: bool
+    missed: list[tuple[Record, float]]
+    restarts: list[Record]
+
+
 class Timers:
     """
-    The delayed restarts of one run, and the earliest time anything is due.
+    The clock-driven side of one run: its delayed restarts, its heartbeat monitors and its
+    storm summaries, and the earliest time anything is due.
 
     A delayed restart is a ticket (`Record.delay_seq`): cancelling it is setting the
     record's ticket to 0, and a due entry whose ticket no longer matches is skipped.
     """
 
-    __slots__ = ("_heap", "_seq")
+    __slots__ = ("_clock", "_heap", "_seq", "monitors", "storms")
 
-    def __init__(self) -> None:
+    def __init__(self, clock: Callable[[], float], storms: CrashStorms) -> None:
+        self._clock = clock
+        self.storms = storms
+        #: The heartbeat monitors, one per interval.
+        self.monitors: list[HeartbeatMonitor] = []
         self._heap: list[tuple[float, int, Record]] = []
         self._seq = 0
 
@@ -46,10 +61,10 @@ class Timers:
         """Forget *record*'s pending delayed restart, if any."""
         record.delay_seq = 0
 
-    def next_due(self, storms: CrashStorms, monitors: Sequence[HeartbeatMonitor]) -> float | None:
+    def next_due(self) -> float | None:
         """The earliest clock time something is due, or ``None``."""
-        due = storms.next_due
-        for monitor in monitors:
+        due = self.storms.next_due
+        for monitor in self.monitors:
             if monitor.watched and (due is None or monitor.next_tick < due):
                 due = monitor.next_tick
         heap = self._heap
@@ -65,7 +80,39 @@ class Timers:
             record.delay_seq = 0
         self._heap.clear()
 
-    def due_restarts(self, now: float) -> list[Record]:
+    def deadline(self) -> float | None:
+        """The ``time.monotonic`` time the next timer is due (``None``: nothing is)."""
+        due = self.next_due()
+        if due is None:
+            return None
+        return time.monotonic() + (due - self._clock())
+
+    def fire(self, ending: bool, due_only: bool = False) -> Due | None:
+        """
+        What is due now: whether storm summaries are, the records that missed their
+        heartbeat (with the interval), and the delayed restarts (none while *ending*: they
+        are forgotten). ``None`` when nothing is due (with *due_only*) or pending.
+        """
+        due = self.next_due()
+        if due is None:
+            return None
+        now = self._clock()
+        late = now + TIMER_SLACK
+        if due_only and late < due:
+            return None
+        summaries = self.storms.next_due is not None and late >= self.storms.next_due
+        missed = [
+            (record, monitor.interval)
+            for monitor in self.monitors
+            if monitor.watched and late >= monitor.next_tick
+            for record in monitor.tick(now)
+        ]
+        if ending:
+            self.clear()
+            return Due(now, summaries, missed, [])
+        return Due(now, summaries, missed, self._due_restarts(now))
+
+    def _due_restarts(self, now: float) -> list[Record]:
         """The records whose delayed restart is due at *now* (their tickets are spent)."""
         heap = self._heap
         due: list[Record] = []

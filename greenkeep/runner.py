@@ -29,11 +29,12 @@ child also outlived its bound). Why the process ends is logged as ``runner_stopp
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import os
 import signal
 import sys
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any, Final
 
 import gevent
@@ -117,18 +118,36 @@ def run(
             *stop_timeout* is not ``None`` or seconds >= 0.
     """
     stop_timeout = check_timeout("run()", stop_timeout)
-    if not isinstance(root, (Supervisor, WorkerPool)):
-        if not callable(root):
-            raise InvalidArgumentError(
-                "run()", "root", "a Supervisor, a WorkerPool or a callable returning one", root
-            )
-        root = root()
-        if not isinstance(root, (Supervisor, WorkerPool)):
-            raise InvalidArgumentError(
-                "run()", "root", "a factory that returns a Supervisor or a WorkerPool", root
-            )
+    root = _root(root)
     signals = tuple(signals)
     log = ProcessReporter(root.name, logger)
+    with _stop_on(signals, root, stop_timeout, log):
+        log.runner_started([signal.Signals(s).name for s in signals], stop_timeout)
+        return _run(root, stop_timeout, log)
+
+
+def _root(root: object) -> Supervisor | WorkerPool:
+    if isinstance(root, (Supervisor, WorkerPool)):
+        return root
+    if not callable(root):
+        allowed = "a Supervisor, a WorkerPool or a callable returning one"
+        raise InvalidArgumentError("run()", "root", allowed, root)
+    built = root()
+    if not isinstance(built, (Supervisor, WorkerPool)):
+        allowed = "a factory that returns a Supervisor or a WorkerPool"
+        raise InvalidArgumentError("run()", "root", allowed, built)
+    return built
+
+
+@contextlib.contextmanager
+def _stop_on(
+    signals: tuple[int, ...],
+    root: Supervisor | WorkerPool,
+    stop_timeout: float | None,
+    log: ProcessReporter,
+) -> Iterator[None]:
+    # While the runner runs: the first signal stops the root, the next ones hurry it; the
+    # signals' previous handlers are put back at the end.
     received: list[str] = []
 
     def on_signal(signum: int) -> None:
@@ -142,8 +161,7 @@ def run(
     previous = {signum: signal.getsignal(signum) for signum in signals}
     watchers = [gevent.signal_handler(signum, on_signal, signum) for signum in signals]
     try:
-        log.runner_started([signal.Signals(s).name for s in signals], stop_timeout)
-        return _run(root, stop_timeout, log)
+        yield
     finally:
         for watcher in watchers:
             watcher.cancel()
@@ -215,31 +233,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         The exit status (see the module's table); `EXIT_USAGE` for bad arguments or a
         factory that cannot be imported or does not build a supervisor.
     """
-    parser = argparse.ArgumentParser(
-        prog="python -m greenkeep",
-        description="Run a greenkeep root supervisor as this process's main job.",
-    )
-    parser.add_argument("target", metavar="module:factory", help="e.g. myapp.workers:build")
-    parser.add_argument(
-        "--stop-timeout",
-        type=float,
-        default=DEFAULT_STOP_TIMEOUT,
-        metavar="SECONDS",
-        help=f"bound on a graceful stop (default {DEFAULT_STOP_TIMEOUT:g})",
-    )
-    parser.add_argument(
-        "--patch",
-        action="store_true",
-        help="gevent.monkey.patch_all() before importing the module (default: no patching)",
-    )
-    parser.add_argument(
-        "--log-format", choices=("auto", "json", "console", "keep"), default="auto"
-    )
-    parser.add_argument(
-        "--log-level",
-        choices=("debug", "info", "warning", "error", "critical"),
-        default="info",
-    )
+    parser = _parser()
     try:
         args = parser.parse_args(argv)
     except SystemExit as exit_:  # argparse exits 2 on bad arguments, 0 on --help
@@ -266,6 +260,35 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_USAGE
     _release_broken_streams()
     return status
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m greenkeep",
+        description="Run a greenkeep root supervisor as this process's main job.",
+    )
+    parser.add_argument("target", metavar="module:factory", help="e.g. myapp.workers:build")
+    parser.add_argument(
+        "--stop-timeout",
+        type=float,
+        default=DEFAULT_STOP_TIMEOUT,
+        metavar="SECONDS",
+        help=f"bound on a graceful stop (default {DEFAULT_STOP_TIMEOUT:g})",
+    )
+    parser.add_argument(
+        "--patch",
+        action="store_true",
+        help="gevent.monkey.patch_all() before importing the module (default: no patching)",
+    )
+    parser.add_argument(
+        "--log-format", choices=("auto", "json", "console", "keep"), default="auto"
+    )
+    parser.add_argument(
+        "--log-level",
+        choices=("debug", "info", "warning", "error", "critical"),
+        default="info",
+    )
+    return parser
 
 
 def _release_broken_streams() -> None:
