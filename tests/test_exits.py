@@ -191,7 +191,7 @@ class TestClassifyTotal:
     @given(exc=any_exits, stop_requested=st.booleans())
     def test_matches_the_table(self, exc, stop_requested):
         """
-        classify agrees with DESIGN.md's table, written out in the test's own order of rules.
+        classify agrees with the README's table, written out in the test's own order of rules.
         """
         if isinstance(exc, KeyboardInterrupt):
             expected = INTERRUPTED

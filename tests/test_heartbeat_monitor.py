@@ -63,7 +63,7 @@ class ModelRecord:
 
 @dataclass
 class Model:
-    """One bool per question, checked record by record: the rule as DESIGN.md states it."""
+    """One bool per question, checked record by record: the rule as the README states it."""
 
     records: dict[str, ModelRecord] = field(default_factory=dict)
     next_tick: float = HALF

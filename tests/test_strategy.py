@@ -30,7 +30,7 @@ def plan(scenario: RestartScenario) -> RestartPlan[object]:
 
 
 def model(scenario: RestartScenario) -> RestartPlan[object]:
-    """The plan as DESIGN.md words it, computed the long way."""
+    """The plan as the README words it, computed the long way."""
     order = list(scenario.order)
     if scenario.strategy is Strategy.ONE_FOR_ONE:
         affected = [scenario.failed]
@@ -196,7 +196,7 @@ class TestAnyStrategy:
     @given(s=restart_scenarios())
     def test_matches_model(self, s):
         """
-        Every plan matches DESIGN.md's wording: running affected bystanders stopped in
+        Every plan matches the README's wording: running affected bystanders stopped in
         reverse start order, temporary ones dropped, the rest started in start order.
         """
         assert model(s) == plan(s)

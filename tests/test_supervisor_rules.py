@@ -1,5 +1,5 @@
 """
-The restart rules of DESIGN.md, cell by cell, on a live supervisor: how each exit is
+The restart rules of the README, cell by cell, on a live supervisor: how each exit is
 classified, what each restart type does with it, and restart intensity at its edges.
 """
 
@@ -101,7 +101,7 @@ class TestExitsOnItsOwn:
     def test_table_cell(
         self, run_sup: Callable[..., Supervisor], events: Events, restart: str, case: str
     ) -> None:
-        """Each way of exiting on its own is classified and acted on as DESIGN.md says."""
+        """Each way of exiting on its own is classified and acted on as the README says."""
         behaviour, reason = EXITS_ON_ITS_OWN[case]
         sup = run_sup([ChildSpec("c", scripted(behaviour), restart=restart)])
 
