@@ -11,6 +11,21 @@ stopping and the final drain all go through the loop; no exit is handled anywher
 Everything here runs in the manager greenlet, except the methods the façade
 (`greenkeep._manager.Manager`) calls from its caller's greenlet: `launch`, `call`,
 `request_stop`, and the fork hook (`after_fork`).
+
+The restart path's invariants (each has a test, in ``test_invariants.py`` unless named):
+
+- the batch drops its last item before it waits (a crash's exception pins the frames of the
+  dead incarnation: ``test_crashed_incarnation_memory_is_freed``);
+- exits deferred while an operation waits are handled afterwards in the order they were
+  posted (`Mailbox.defer`);
+- a pool retires the parked greenlets of a batch before it starts the next incarnations
+  (`PoolRun.end_batch`): memory is given back first;
+- an exit already posted keeps its reason (`Record.exited`: ``ran == -incarnation``), a stop
+  request that comes after it cannot make it a shutdown
+  (``test_child_returning_as_terminate_child_is_called``);
+- `end` sets `Channel.halted` before anything else happens: a start or resume scheduled
+  before the stop began never runs (``test_start_semantics.py``); after a fork, nothing of
+  the parent's runs (``test_fork_isolation.py``).
 """
 
 from __future__ import annotations
