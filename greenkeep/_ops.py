@@ -17,13 +17,15 @@ import time
 from collections.abc import Callable, Generator
 from typing import Any
 
+import gevent.event
 from greenlet import GreenletExit
 
+from greenkeep._errors import ChildStartError
 from greenkeep._mailbox import Forked, Mailbox
 from greenkeep._records import Record
 from greenkeep._worker import WAKE
 
-__all__ = ["Driver", "Op", "Task", "Wait"]
+__all__ = ["Driver", "Op", "Request", "StartFailed", "Task", "Wait"]
 
 
 class Wait:
@@ -116,6 +118,24 @@ class Wait:
             incarnation = pending[record]
             if record.incarnation != incarnation or record.greenlet is None:
                 del pending[record]
+
+
+class StartFailed(Exception):
+    """Raised by an operation when a child fails while starting (``ready_timeout``)."""
+
+    def __init__(self, error: ChildStartError) -> None:
+        super().__init__(str(error))
+        self.error = error
+
+
+class Request:
+    """A request another greenlet made of the manager, and where its answer goes."""
+
+    __slots__ = ("fn", "result")
+
+    def __init__(self, fn: Callable[[], object]) -> None:
+        self.fn = fn
+        self.result: gevent.event.AsyncResult[Any] = gevent.event.AsyncResult()
 
 
 #: An operation: a generator that yields `Wait` s and is sent their outcome.

@@ -30,6 +30,7 @@ The restart path's invariants (each has a test, in ``test_invariants.py`` unless
 
 from __future__ import annotations
 
+import abc
 import contextvars
 import time
 import weakref
@@ -54,7 +55,7 @@ from greenkeep._exits import ExitRecord
 from greenkeep._intensity import RestartIntensity, _Unlimited
 from greenkeep._launch import kill, retire
 from greenkeep._mailbox import Forked, Mailbox
-from greenkeep._ops import Driver, Op
+from greenkeep._ops import Driver, Op, Request, StartFailed
 from greenkeep._records import Record
 from greenkeep._reports import StopReport
 from greenkeep._snapshot import register_manager
@@ -63,7 +64,7 @@ from greenkeep._stopping import Stoppable, Stopper
 from greenkeep._storm import CrashStorms
 from greenkeep._timers import Timers
 
-__all__ = ["BATCH", "Run", "StartFailed"]
+__all__ = ["BATCH", "Run"]
 
 #: Exits handled per batch before the manager yields to the hub (fairness).
 BATCH: Final = 256
@@ -75,23 +76,7 @@ _YIELD: Final = 1e-6
 E = TypeVar("E")
 
 
-class StartFailed(Exception):
-    """Raised inside the manager when a child fails while starting."""
-
-    def __init__(self, error: ChildStartError) -> None:
-        super().__init__(str(error))
-        self.error = error
-
-
-class _Request:
-    __slots__ = ("fn", "result")
-
-    def __init__(self, fn: Callable[[], object]) -> None:
-        self.fn = fn
-        self.result: gevent.event.AsyncResult[Any] = gevent.event.AsyncResult()
-
-
-class Run:
+class Run(abc.ABC):
     """
     The state of one run and its manager's loop; `SupervisorRun` and `PoolRun` add the
     children, the exit handler (the hot path) and the operations.
@@ -110,7 +95,7 @@ class Run:
         self.state: SupervisorState = NEW
         self.mailbox = Mailbox(path)
         self.channel = self.mailbox.channel
-        self.control: deque[_Request] = deque()
+        self.control: deque[Request] = deque()
         self.intensity = RestartIntensity(self.budget(), config.period)
         self.emitter = Emitter(path, config.logger, config.subscribers, wake=self.channel.nudge)
         self.reporter = Reporter(self.emitter, CrashStorms(config.log_summary_interval))
@@ -167,7 +152,7 @@ class Run:
     def call(self, fn: Callable[[], E | Op]) -> E:
         """From another greenlet: run *fn* in the manager, ahead of any backlog of exits;
         return its result (an operation's, once it has ended)."""
-        request = _Request(fn)
+        request = Request(fn)
         self.control.append(request)
         self.channel.nudge()
         return cast(E, request.result.get())
@@ -191,33 +176,33 @@ class Run:
 
     # ------------------------------------------------------------------ hooks
 
-    def start_op(self) -> Op:
-        raise NotImplementedError
+    @abc.abstractmethod
+    def start_op(self) -> Op: ...
 
-    def stop_op(self) -> Op:
-        raise NotImplementedError
+    @abc.abstractmethod
+    def stop_op(self) -> Op: ...
 
-    def handle_exit(self, record: Any, incarnation: int, payload: Any) -> Op | None:
-        raise NotImplementedError
+    @abc.abstractmethod
+    def handle_exit(self, record: Any, incarnation: int, payload: Any) -> Op | None: ...
 
-    def restart_due(self, record: Any) -> None:
-        raise NotImplementedError
+    @abc.abstractmethod
+    def restart_due(self, record: Any) -> None: ...
 
-    def records(self) -> Iterable[Record]:
-        raise NotImplementedError
+    @abc.abstractmethod
+    def records(self) -> Iterable[Record]: ...
 
-    def started_fields(self) -> dict[str, object]:
-        raise NotImplementedError
+    @abc.abstractmethod
+    def started_fields(self) -> dict[str, object]: ...
 
-    def policy_of(self, record: Any) -> Any:
-        raise NotImplementedError
+    @abc.abstractmethod
+    def policy_of(self, record: Any) -> Any: ...
+
+    @abc.abstractmethod
+    def disown(self) -> int:
+        """In a forked child: make every worker greenlet inert; return how many ran."""
 
     def subtree_of(self, record: Any) -> Stoppable | None:
         return None
-
-    def disown(self) -> int:
-        """In a forked child: make every worker greenlet inert; return how many ran."""
-        raise NotImplementedError
 
     def abandon(self, record: Record) -> None:
         """*record*'s incarnation was reported unstopped: stop tracking it as running."""
@@ -379,7 +364,7 @@ class Run:
             return True
         return False
 
-    def _serve(self, request: _Request) -> None:
+    def _serve(self, request: Request) -> None:
         def done(error: BaseException | None, value: object) -> None:
             if isinstance(error, StartFailed):
                 request.result.set_exception(error.error)

@@ -24,11 +24,11 @@ from greenkeep._errors import (
 from greenkeep._exits import REASON, ExitRecord, classify
 from greenkeep._heartbeat import HeartbeatMonitor
 from greenkeep._launch import spawn
-from greenkeep._ops import Op, Wait
+from greenkeep._ops import Op, StartFailed, Wait
 from greenkeep._records import Record
 from greenkeep._reports import ChildInfo
 from greenkeep._rules import Action, AutoShutdown, ExitPlan, Strategy, plan_exit, plan_restart
-from greenkeep._run import Run, StartFailed
+from greenkeep._run import Run
 from greenkeep._spec import ChildId, ChildSpec, Restart, ShutdownPolicy, Subtree, is_subtree
 from greenkeep._states import DELAYED, RESTARTING, RUNNING, STOPPING, TERMINATED, ChildStatus
 from greenkeep._worker import Channel, disown
