@@ -31,7 +31,15 @@ from greenkeep._ops import Op
 from greenkeep._reports import StopReport
 from greenkeep._run import Run
 from greenkeep._spec import Subtree
-from greenkeep._states import NEW, RUNNING, STARTING, STOPPING, SupervisorState
+from greenkeep._states import (
+    NEW,
+    NOT_STARTED,
+    RUNNING,
+    SHUTDOWN,
+    STARTING,
+    STOPPING,
+    SupervisorState,
+)
 from greenkeep._worker import current_worker
 
 __all__ = ["Manager"]
@@ -183,12 +191,12 @@ class Manager(Subtree, Generic[R]):
         cap = check_timeout(f"{self._owner}.stop()", timeout)
         run = self._run
         if run is None:
-            return StopReport(self._path, "not_started")
+            return StopReport(self._path, NOT_STARTED)
         if run.report is not None:
             return run.report
         run.request_stop(cap)
         if not block or _getcurrent() is run.manager:
-            return StopReport(self._path, run.end_reason or "shutdown", (), complete=False)
+            return StopReport(self._path, run.end_reason or SHUTDOWN, (), complete=False)
         worker = current_worker()
         if worker is not None and worker.child.channel is run.channel:
             raise GreenletExit

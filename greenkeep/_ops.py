@@ -25,7 +25,15 @@ from greenkeep._mailbox import Forked, Mailbox
 from greenkeep._records import Record
 from greenkeep._worker import WAKE
 
-__all__ = ["Driver", "Op", "Request", "StartFailed", "Task", "Wait"]
+__all__ = ["Driver", "Op", "Request", "StartFailed", "Task", "Wait", "capped"]
+
+
+def capped(deadline: float | None, cap: float | None) -> float | None:
+    """The one cap rule: *deadline*, or *cap* (a stop's overall deadline) if that comes
+    first; ``None`` is no deadline at all."""
+    if cap is not None and (deadline is None or cap < deadline):
+        return cap
+    return deadline
 
 
 class Wait:
@@ -99,10 +107,7 @@ class Wait:
 
     def due(self, cap: float | None) -> float | None:
         """Its deadline, capped by *cap* (a stop's overall deadline)."""
-        deadline = self.deadline
-        if self.capped and cap is not None and (deadline is None or cap < deadline):
-            return cap
-        return deadline
+        return capped(self.deadline, cap) if self.capped else self.deadline
 
     def wants(self, record: Record) -> bool:
         """Whether an exit of *record* is to be handled now rather than deferred."""

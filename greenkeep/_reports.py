@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from greenkeep._exits import ExitRecord
+from greenkeep._states import StopReason
 
 __all__ = ["ChildCounts", "ChildInfo", "StopReport", "Unstopped"]
 
@@ -37,14 +38,16 @@ class StopReport:
         supervisor: The supervisor's path.
         reason: Why it ended: ``"shutdown"`` (stop was called), ``"restart_intensity_exceeded"``,
             ``"auto_shutdown"``, ``"interrupted"`` (a worker raised ``KeyboardInterrupt``),
-            ``"start_failed"``, or ``"not_started"``.
-        unstopped: Children (here or in child supervisors) that did not stop in time.
-        complete: ``False`` only when `stop` was called from the supervisor's own manager
-            greenlet (a subscriber): the stop was scheduled, not waited for.
+            ``"start_failed"``, ``"manager_crashed"``, ``"forked"`` (in a forked child
+            process), or ``"not_started"``.
+        unstopped: Children (here or in child supervisors, with their supervisor's path)
+            that did not stop in time.
+        complete: ``False`` when the stop was requested, not waited for (``block=False``,
+            or `stop` called from the supervisor's own manager greenlet: a subscriber).
     """
 
     supervisor: str
-    reason: str
+    reason: StopReason
     unstopped: tuple[Unstopped, ...] = ()
     complete: bool = True
 

@@ -22,8 +22,11 @@ from greenkeep._exits import ExitKind, classify
 from greenkeep._intensity import RestartIntensity
 from greenkeep._spec import Restart
 from greenkeep._states import (
+    AUTO_SHUTDOWN,
     DELAYED,
     FAILED,
+    GAVE_UP,
+    INTERRUPTED,
     RESTARTING,
     RUNNING,
     STOPPED,
@@ -31,6 +34,7 @@ from greenkeep._states import (
     TERMINATED,
     ChildState,
     ChildStatus,
+    StopReason,
 )
 
 __all__ = [
@@ -170,7 +174,7 @@ class ExitPlan:
     kind: ExitKind
     action: Action
     drop: bool = False
-    end: str | None = None
+    end: StopReason | None = None
     delay: float = 0.0
     attempt: int = 0
 
@@ -216,12 +220,12 @@ def plan_exit(
     action = _ACTIONS[restart, kind, stopping]
     drop = restart is Restart.TEMPORARY
     if action is Action.STOP_SUPERVISOR:
-        return ExitPlan(kind, action, drop, "interrupted")
+        return ExitPlan(kind, action, drop, INTERRUPTED)
     if action is not Action.RESTART:
         ends = significant and not stopping and _auto_ends(auto_shutdown, significant_running)
-        return ExitPlan(kind, action, drop, "auto_shutdown" if ends else None)
+        return ExitPlan(kind, action, drop, AUTO_SHUTDOWN if ends else None)
     if window.record(now):
-        return ExitPlan(kind, Action.GIVE_UP, False, "restart_intensity_exceeded")
+        return ExitPlan(kind, Action.GIVE_UP, False, GAVE_UP)
     if backoff is None:
         return ExitPlan(kind, action)
     attempt = next_attempt(attempt, uptime, backoff)

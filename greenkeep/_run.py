@@ -59,7 +59,21 @@ from greenkeep._ops import Driver, Op, Request, StartFailed
 from greenkeep._records import Record
 from greenkeep._reports import StopReport
 from greenkeep._snapshot import register_manager
-from greenkeep._states import FAILED, NEW, RUNNING, STARTING, STOPPED, STOPPING, SupervisorState
+from greenkeep._states import (
+    FAILED,
+    FORKED,
+    GAVE_UP,
+    MANAGER_CRASHED,
+    NEW,
+    RUNNING,
+    SHUTDOWN,
+    START_FAILED,
+    STARTING,
+    STOPPED,
+    STOPPING,
+    StopReason,
+    SupervisorState,
+)
 from greenkeep._stopping import Stoppable, Stopper
 from greenkeep._storm import CrashStorms
 from greenkeep._timers import Timers
@@ -115,7 +129,7 @@ class Run(abc.ABC):
         self.started: gevent.event.AsyncResult[None] = gevent.event.AsyncResult()
         self.error: RestartIntensityExceeded | None = None
         self.report: StopReport | None = None
-        self.end_reason: str | None = None
+        self.end_reason: StopReason | None = None
         self.stop_cap: float | None = None
         self.retirees: list[Any] = []  # parked greenlets of finished incarnations
         self.zombies = 0  # incarnations reported unstopped that still run
@@ -165,10 +179,10 @@ class Run(abc.ABC):
             if self.stop_cap is None or deadline < self.stop_cap:
                 self.stop_cap = deadline
                 self.stopper.tighten(deadline)
-        self.end("shutdown")
+        self.end(SHUTDOWN)
         self.channel.nudge()
 
-    def end(self, reason: str) -> None:
+    def end(self, reason: StopReason) -> None:
         """The run ends (the first reason given is kept): nothing starts any more."""
         if self.end_reason is None:
             self.end_reason = reason
@@ -227,17 +241,17 @@ class Run(abc.ABC):
             except (GreenletExit, Forked):
                 if self.forked:
                     return  # a copy in a forked child: after_fork finished it
-                self.end("shutdown")  # someone killed the manager: stop as for stop()
+                self.end(SHUTDOWN)  # someone killed the manager: stop as for stop()
                 self._recover()
             except BaseException as exc:  # a bug here must not go unreported
                 self.reporter.crashed(exc)
-                self.end("manager_crashed")
+                self.end(MANAGER_CRASHED)
                 self._recover()
         except Forked:
             return
         except BaseException:  # the recovery failed too: end without waiting for anyone
             if not self.done.is_set():
-                self.end("manager_crashed")
+                self.end(MANAGER_CRASHED)
                 for record in self.records():
                     if record.greenlet is not None:
                         kill(record.greenlet)
@@ -251,7 +265,7 @@ class Run(abc.ABC):
 
     def _start_done(self, error: BaseException | None, _: object) -> None:
         if isinstance(error, StartFailed):
-            self.end("start_failed")
+            self.end(START_FAILED)
             self._start_error = error.error  # raised by start() once the rest is stopped
         elif error is not None:
             raise error
@@ -347,21 +361,27 @@ class Run(abc.ABC):
 
     def _step_ending(self) -> bool:
         # Stopping: the stop operation first, then what is left in the mailbox (no restarts
-        # now), then the report. Returns True once the run is over.
+        # now), then the report; then, while children reported unstopped still run, their
+        # late exits. Returns True once the run is over.
         mailbox = self.mailbox
+        item = None
         if not self._stop_pushed:
             self._stop_pushed = True
             self.state = STOPPING
             self.driver.push(self.stop_op())
         elif mailbox.deferred or mailbox.queue:
             item = mailbox.undefer() if mailbox.deferred else mailbox.queue.popleft()
-            if type(item) is tuple:
-                self.handle_exit(*item)
+        elif self.report is None:
+            self._finish()
+        elif self.zombies > 0:
+            item = mailbox.receive(None)
+        else:
+            self.state = FAILED if self.error is not None else STOPPED
+            return True
+        if type(item) is tuple:
+            self.handle_exit(*item)
             item = None
             self.end_batch()
-        else:
-            self._finish()
-            return True
         return False
 
     def _serve(self, request: Request) -> None:
@@ -416,7 +436,7 @@ class Run(abc.ABC):
         period = self.config.period
         self.error = RestartIntensityExceeded(self.path, limit, period, in_window or 0, record)
         self.reporter.gave_up(record, limit, period, in_window)
-        self.end("restart_intensity_exceeded")
+        self.end(GAVE_UP)
 
     def late_exit(self, record: Record, incarnation: int, reason: str) -> None:
         """An exit of an incarnation that was already accounted for, or abandoned."""
@@ -432,7 +452,7 @@ class Run(abc.ABC):
 
     def _finish(self) -> None:
         self.reporter.summaries(self.clock(), flush=True)
-        reason = self.end_reason or "shutdown"
+        reason = self.end_reason or SHUTDOWN
         self.report = StopReport(self.path, reason, tuple(self.stopper.unstopped))
         final: SupervisorState = FAILED if self.error is not None else STOPPED
         self.reporter.stopped(reason, len(self.stopper.unstopped))
@@ -447,14 +467,6 @@ class Run(abc.ABC):
         if not self.zombies:
             self.state = final
         self.done.set()  # the stop is over; the state says "stopping" while zombies run
-        handle = self.handle_exit
-        while self.zombies > 0:  # handle their late exits until the last one has ended
-            item = self.mailbox.receive(None)
-            if type(item) is tuple:
-                handle(*item)
-            item = None
-            self.end_batch()
-        self.state = final
 
     def _fail_requests(self, state: SupervisorState) -> None:
         while self.control:
@@ -470,9 +482,9 @@ class Run(abc.ABC):
         self.forked = True
         self.channel.halted = self.channel.forked = True
         alive = self.disown()
-        self.end_reason = self.end_reason or "forked"
+        self.end_reason = self.end_reason or FORKED
         self.state = STOPPED
-        self.report = StopReport(self.path, "forked")
+        self.report = StopReport(self.path, FORKED)
         self._fail_requests(STOPPED)
         if not self.started.ready():
             self.started.set(None)

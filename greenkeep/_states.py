@@ -12,17 +12,26 @@ from __future__ import annotations
 from typing import Final, Literal
 
 __all__ = [
+    "AUTO_SHUTDOWN",
     "DELAYED",
     "FAILED",
+    "FORKED",
+    "GAVE_UP",
+    "INTERRUPTED",
+    "MANAGER_CRASHED",
     "NEW",
+    "NOT_STARTED",
     "RESTARTING",
     "RUNNING",
+    "SHUTDOWN",
     "STARTING",
+    "START_FAILED",
     "STOPPED",
     "STOPPING",
     "TERMINATED",
     "ChildState",
     "ChildStatus",
+    "StopReason",
     "SupervisorState",
 ]
 
@@ -48,3 +57,24 @@ FAILED: Final = "failed"
 RESTARTING: Final = "restarting"
 DELAYED: Final = "delayed"
 TERMINATED: Final = "terminated"
+
+#: Why a supervisor ended (`StopReport.reason`, ``supervisor_stopped``'s ``reason``).
+StopReason = Literal[
+    "shutdown",
+    "restart_intensity_exceeded",
+    "auto_shutdown",
+    "interrupted",
+    "start_failed",
+    "manager_crashed",
+    "forked",
+    "not_started",
+]
+
+SHUTDOWN: Final = "shutdown"
+GAVE_UP: Final = "restart_intensity_exceeded"
+AUTO_SHUTDOWN: Final = "auto_shutdown"
+INTERRUPTED: Final = "interrupted"
+START_FAILED: Final = "start_failed"
+MANAGER_CRASHED: Final = "manager_crashed"
+FORKED: Final = "forked"
+NOT_STARTED: Final = "not_started"

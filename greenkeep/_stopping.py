@@ -25,7 +25,7 @@ from typing import Final, Protocol
 from greenkeep._events import Reporter
 from greenkeep._launch import kill
 from greenkeep._mailbox import Mailbox
-from greenkeep._ops import Op, Wait
+from greenkeep._ops import Op, Wait, capped
 from greenkeep._records import Record
 from greenkeep._reports import StopReport, Unstopped
 from greenkeep._spec import Shutdown, ShutdownPolicy
@@ -55,9 +55,7 @@ def stop_deadline(policy: ShutdownPolicy, start: float, cap: float | None) -> fl
     else:
         assert isinstance(policy, float)
         deadline = start + policy
-    if cap is not None and (deadline is None or cap < deadline):
-        return cap
-    return deadline
+    return capped(deadline, cap)
 
 
 class Stopper:

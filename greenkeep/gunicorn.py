@@ -49,6 +49,7 @@ from greenkeep._errors import InvalidArgumentError, RestartIntensityExceeded
 from greenkeep._event_names import EventLogger
 from greenkeep._events import ProcessReporter
 from greenkeep._pool import WorkerPool
+from greenkeep._states import RUNNING, STARTING, STOPPING
 from greenkeep._supervisor import Supervisor
 from greenkeep.runner import DEFAULT_STOP_TIMEOUT, EXIT_GAVE_UP
 
@@ -179,7 +180,7 @@ class Hooks:
                 f"greenkeep.gunicorn: the factory {self._factory!r} must return a Supervisor "
                 f"or a WorkerPool (got {root!r})"
             )
-        if root.state in ("starting", "running", "stopping"):
+        if root.state in (STARTING, RUNNING, STOPPING):
             raise RuntimeError(
                 f"greenkeep.gunicorn: the factory returned supervisor {root.name!r} already "
                 f"{root.state}; build and start it in each worker (inside the factory, never "

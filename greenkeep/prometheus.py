@@ -43,6 +43,7 @@ from prometheus_client import multiprocess as _multiprocess
 from greenkeep._errors import InvalidArgumentError
 from greenkeep._exits import ExitKind
 from greenkeep._pool import WorkerPool
+from greenkeep._states import DELAYED, FAILED, RESTARTING, RUNNING, STOPPED
 from greenkeep._supervisor import Supervisor
 
 if TYPE_CHECKING:
@@ -70,7 +71,7 @@ RESTART_REASONS: Final = tuple(
 
 #: The ``state`` label values of ``greenkeep_children`` (a snapshot's child states). A state
 #: outside this set is counted as ``"other"``.
-CHILD_STATES: Final = ("running", "restarting", "delayed", "stopped", "failed")
+CHILD_STATES: Final = (RUNNING, RESTARTING, DELAYED, STOPPED, FAILED)
 
 #: Events after which the gauge is refreshed at once rather than within the interval.
 _URGENT: Final = frozenset(

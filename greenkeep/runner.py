@@ -45,6 +45,7 @@ from greenkeep._errors import ChildStartError, InvalidArgumentError, RestartInte
 from greenkeep._event_names import EventLogger
 from greenkeep._events import ProcessReporter
 from greenkeep._pool import WorkerPool
+from greenkeep._states import RUNNING
 from greenkeep._supervisor import Supervisor
 
 __all__ = [
@@ -174,7 +175,7 @@ def _stop_on(
 def _run(root: Supervisor | WorkerPool, stop_timeout: float | None, log: ProcessReporter) -> int:
     interrupted = False
     try:
-        if root.state != "running":
+        if root.state != RUNNING:
             root.start()
         root.join()
     except ChildStartError as failure:

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Final
 
 from greenkeep._errors import InvalidArgumentError
 from greenkeep._pool import WorkerPool
+from greenkeep._states import RUNNING
 from greenkeep._supervisor import Supervisor
 
 if TYPE_CHECKING:
@@ -38,7 +39,7 @@ Root = Supervisor | WorkerPool
 RootSource = Supervisor | WorkerPool | Callable[[], Supervisor | WorkerPool | None]
 
 #: The root states in which ``/healthz`` answers ``200``.
-HEALTHY_STATES: Final = frozenset({"running"})
+HEALTHY_STATES: Final = frozenset({RUNNING})
 
 _JSON_HEADERS: Final = [
     ("Content-Type", "application/json"),
