@@ -337,3 +337,29 @@ def test_stop_timeout_is_validated() -> None:
         sup.stop(timeout=float("nan"))
     assert "running" == sup.state
     sup.stop()
+
+
+def test_stop_without_blocking_requests_the_stop_and_report_follows() -> None:
+    """stop(block=False) returns at once with an incomplete report; join() then waits for
+    the stop, and report is the final report (None before the stop is over)."""
+    signal_seen = gevent.event.Event()
+    release = gevent.event.Event()
+
+    def slow_to_stop() -> None:
+        greenkeep.stop_signal().wait()
+        signal_seen.set()
+        release.wait()
+
+    sup = Supervisor([ChildSpec("c", slow_to_stop, shutdown=DEADLINE)])
+    sup.start()
+
+    requested = sup.stop(block=False)
+    signal_seen.wait(DEADLINE)
+    before = sup.report
+    release.set()
+    sup.join(timeout=DEADLINE)
+
+    assert (False, "shutdown") == (requested.complete, requested.reason)
+    assert before is None
+    assert sup.report is not None and sup.report.clean
+    assert sup.report is sup.stop()
