@@ -363,3 +363,21 @@ def test_stop_without_blocking_requests_the_stop_and_report_follows() -> None:
     assert before is None
     assert sup.report is not None and sup.report.clean
     assert sup.report is sup.stop()
+
+
+def test_brutal_never_sets_the_stop_signal() -> None:
+    """A brutal stop sends GreenletExit without setting the stop signal, so a child that
+    waits on its signal never runs its graceful path."""
+    ran: list[str] = []
+
+    def graceful() -> None:
+        if greenkeep.stop_signal().wait():
+            ran.append("graceful")
+
+    sup = Supervisor([ChildSpec("c", graceful, shutdown="brutal")])
+    sup.start()
+
+    report = sup.stop()
+
+    assert [] == ran
+    assert report.clean
