@@ -79,4 +79,5 @@ def _report(event: EventLoopBlocked) -> None:
     }
     report = child.channel.on_blocked
     if report is not None:
-        report(fields, event.hub)
+        # EventLoopBlocked.hub is new in gevent 24.11.1; a worker's parent is its hub.
+        report(fields, getattr(event, "hub", None) or greenlet.parent)

@@ -33,6 +33,17 @@ __all__ = ["Exit", "Forked", "Mailbox"]
 Exit = tuple[Record, int, Any]
 
 
+#: The queue's class: gevent's own unbounded FIFO queue, whose items are its deque
+#: ``.queue``. That is ``SimpleQueue`` since gevent 25.4.1 (``Queue`` is joinable there, and
+#: each put would also count an unfinished task) and ``Queue`` before it (when
+#: ``gevent.queue.SimpleQueue`` was the standard library's, which has no such deque).
+_Queue: type[gevent.queue.SimpleQueue[Any]] = (
+    gevent.queue.SimpleQueue
+    if issubclass(gevent.queue.Queue, gevent.queue.SimpleQueue)
+    else gevent.queue.Queue
+)
+
+
 class Forked(BaseException):
     """Raised in a manager that wakes up in a forked child process: it ends at once."""
 
@@ -51,7 +62,7 @@ class Mailbox:
     __slots__ = ("_deferred_of", "_hub", "_manager", "_parked", "channel", "deferred", "queue")
 
     def __init__(self, path: str) -> None:
-        mailbox: gevent.queue.Queue[Any] = gevent.queue.Queue()
+        mailbox = _Queue()
         self.queue: deque[Any] = mailbox.queue
         self.channel = Channel(mailbox.put_nowait, path)
         self._hub: Hub | None = None

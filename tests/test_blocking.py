@@ -19,16 +19,21 @@ from _events import DEADLINE, Events
 def monitor_thread() -> Iterator[None]:
     """Turn gevent's monitor thread on (threshold 50 ms) for one test."""
     config = gevent.config
-    saved = (config.monitor_thread, config.max_blocking_time, config.print_blocking_reports)
+    quiet = "print_blocking_reports" in dir(config)  # a setting since gevent 25.4.1
+    saved = (config.monitor_thread, config.max_blocking_time)
+    saved_print = config.print_blocking_reports if quiet else None
     config.monitor_thread = True
     config.max_blocking_time = 0.05
-    config.print_blocking_reports = False
+    if quiet:
+        config.print_blocking_reports = False
     hub = gevent.get_hub()
     thread = hub.start_periodic_monitoring_thread()
     yield
     thread.kill()
     hub.periodic_monitoring_thread = None
-    config.monitor_thread, config.max_blocking_time, config.print_blocking_reports = saved
+    config.monitor_thread, config.max_blocking_time = saved
+    if quiet:
+        config.print_blocking_reports = saved_print
 
 
 @pytest.mark.filterwarnings("ignore:Unable to monitor memory usage")
