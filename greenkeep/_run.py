@@ -377,6 +377,7 @@ class Run(abc.ABC):
             item = mailbox.receive(None)
         else:
             self.state = FAILED if self.error is not None else STOPPED
+            _fork.forget(self)
             return True
         if type(item) is tuple:
             self.handle_exit(*item)
@@ -456,7 +457,6 @@ class Run(abc.ABC):
         self.report = StopReport(self.path, reason, tuple(self.stopper.unstopped))
         final: SupervisorState = FAILED if self.error is not None else STOPPED
         self.reporter.stopped(reason, len(self.stopper.unstopped))
-        _fork.forget(self)
         self._fail_requests(final)
         if not self.started.ready():
             failure = self._start_error or self.error
@@ -466,6 +466,7 @@ class Run(abc.ABC):
                 self.started.set(None)
         if not self.zombies:
             self.state = final
+            _fork.forget(self)  # else a fork must still disown the children that run on
         self.done.set()  # the stop is over; the state says "stopping" while zombies run
 
     def _fail_requests(self, state: SupervisorState) -> None:

@@ -149,3 +149,46 @@ def test_no_inherited_worker_code_runs_in_a_forked_child(where: str, kind: str) 
     reports = [line for line in lines if line.startswith("report")]
     assert [f"report {pid} state=stopped reason=forked active=0 running=[]"] == reports
     assert "running" == state
+
+
+def test_a_child_that_outlived_its_stop_does_not_run_in_a_forked_child() -> None:
+    """A child reported unstopped still runs after its supervisor's stop; in a process
+    forked then, it runs no code either (the supervisor is still 'stopping' until it ends)."""
+    parent = os.getpid()
+    read_fd, write_fd = os.pipe()
+    release = gevent.event.Event()
+
+    def stubborn() -> None:
+        while not release.is_set():
+            try:
+                gevent.sleep(0.001)
+            except gevent.GreenletExit:
+                pass  # swallows the stop: reported unstopped, and runs on
+            if os.getpid() != parent:
+                os.write(write_fd, b"stubborn ran\n")
+
+    sup = Supervisor([ChildSpec("stubborn", stubborn, shutdown=0.05)], name="s")
+    sup.start()
+    report = sup.stop()
+    try:
+        pid = os.fork()
+        if pid == 0:
+            try:
+                for _ in range(20):
+                    gevent.sleep(0.001)
+                os.write(write_fd, b"report\n")
+            finally:
+                os._exit(0)
+        os.waitpid(pid, 0)
+        os.close(write_fd)
+        written = b""
+        while chunk := os.read(read_fd, 4096):
+            written += chunk
+    finally:
+        if os.getpid() != parent:
+            os._exit(4)
+        release.set()
+        os.close(read_fd)
+
+    assert ["stubborn"] == [u.child_id for u in report.unstopped]
+    assert [b"report"] == written.splitlines()
