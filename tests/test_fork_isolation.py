@@ -11,6 +11,7 @@ test reads the pipe with a deadline.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import select
 import signal
@@ -160,10 +161,8 @@ def test_a_child_that_outlived_its_stop_does_not_run_in_a_forked_child() -> None
 
     def stubborn() -> None:
         while not release.is_set():
-            try:
+            with contextlib.suppress(gevent.GreenletExit):  # reported unstopped, runs on
                 gevent.sleep(0.001)
-            except gevent.GreenletExit:
-                pass  # swallows the stop: reported unstopped, and runs on
             if os.getpid() != parent:
                 os.write(write_fd, b"stubborn ran\n")
 
