@@ -284,12 +284,8 @@ class Emitter:
 
     def stats(self) -> dict[str, object]:
         """What snapshots show of the delivery."""
-        blocked = self.logger_blocked
-        return {
-            "delivery_failures": self.failures,
-            "dropped": self.dropped,
-            "logger_blocked": blocked,
-        }
+        failures, dropped, blocked = self.failures, self.dropped, self.logger_blocked
+        return {"delivery_failures": failures, "dropped": dropped, "logger_blocked": blocked}
 
     def from_thread(self, level: str, event: str, fields: dict[str, Any], hub: Hub | None) -> None:
         """From another OS thread (gevent's monitor thread): log at once, then deliver to the
@@ -390,15 +386,13 @@ class Reporter:
         self,
         child_id: object,
         incarnation: int,
-        restarts_in_period: int | None,
+        restarts: int | None,
         *,
         level: str = "info",
         logged: bool = True,
     ) -> None:
-        fields = {"child_id": child_id, "incarnation": incarnation}
-        self._damped(
-            level, "child_restarted", logged, **fields, restarts_in_period=restarts_in_period
-        )
+        fields = {"child_id": child_id, "incarnation": incarnation, "restarts_in_period": restarts}
+        self._damped(level, "child_restarted", logged, **fields)
 
     def restart_delayed(
         self, child_id: object, incarnation: int, delay: float, attempt: int, logged: bool
@@ -421,13 +415,8 @@ class Reporter:
     ) -> None:
         fields = {"child_id": record.child_id, "incarnation": record.incarnation}
         fields.update(reason=record.reason, error=record.error, max_restarts=max_restarts)
-        self._emit(
-            "critical",
-            "restart_intensity_exceeded",
-            **fields,
-            period=period,
-            restarts_in_period=restarts,
-        )
+        fields.update(period=period, restarts_in_period=restarts)
+        self._emit("critical", "restart_intensity_exceeded", **fields)
 
     def stopped(self, reason: str, unstopped: int) -> None:
         calm = reason in ("shutdown", "auto_shutdown", "forked")

@@ -142,6 +142,15 @@ class Request:
         self.fn = fn
         self.result: gevent.event.AsyncResult[Any] = gevent.event.AsyncResult()
 
+    def done(self, error: BaseException | None, value: object) -> None:
+        """Answer the caller: *value*, or raise *error* there (a start failure's own)."""
+        if isinstance(error, StartFailed):
+            self.result.set_exception(error.error)
+        elif error is not None:
+            self.result.set_exception(error)
+        else:
+            self.result.set(value)
+
 
 #: An operation: a generator that yields `Wait` s and is sent their outcome.
 Op = Generator[Wait, Any, Any]
@@ -190,10 +199,13 @@ class Driver:
         self.markers: set[object] = set()
 
     def push(
-        self, op: Op, done: Callable[[BaseException | None, Any], None] | None = None
+        self, op: Op | None, done: Callable[[BaseException | None, Any], None] | None = None
     ) -> None:
-        """Start an operation; it runs until it waits (it may end at once). *done* gets its
-        error or result; without one, an error propagates (a bug: the manager crashed)."""
+        """Start an operation (``None``: there is none); it runs until it waits (it may end
+        at once). *done* gets its error or result; without one, an error propagates (a bug:
+        the manager crashed)."""
+        if op is None:
+            return
         task = Task(op, done)
         self.tasks.append(task)
         self._advance(task, None)

@@ -303,7 +303,7 @@ class Run(abc.ABC):
             elif mailbox.deferred:
                 item = mailbox.undefer()
                 if item is not None:
-                    self._pushed(handle(*item))
+                    driver.push(handle(*item))
                     item = None
                     self.end_batch()
             elif self._settling:
@@ -316,7 +316,7 @@ class Run(abc.ABC):
                     continue
                 self.channel.posted = 0
                 if type(item) is _tuple:
-                    self._pushed(handle(*item))
+                    driver.push(handle(*item))
                 handled = 1
                 # The rest of the batch straight from the queue's deque; a request, a stop
                 # or an operation ends it (requests are served ahead of a backlog).
@@ -341,10 +341,6 @@ class Run(abc.ABC):
                     # queues a callback and would run again before timers and IO get a turn;
                     # a (tiny) timer waits for the loop's next iteration.
                     gevent.sleep(_YIELD)
-
-    def _pushed(self, op: Op | None) -> None:
-        if op is not None:
-            self.driver.push(op)
 
     def _step_operation(self) -> None:
         deadline, exclusive = self.driver.deadline()
@@ -386,23 +382,15 @@ class Run(abc.ABC):
         return False
 
     def _serve(self, request: Request) -> None:
-        def done(error: BaseException | None, value: object) -> None:
-            if isinstance(error, StartFailed):
-                request.result.set_exception(error.error)
-            elif error is not None:
-                request.result.set_exception(error)
-            else:
-                request.result.set(value)
-
         try:
             result = request.fn()
         except Exception as exc:  # the caller gets it
-            done(exc, None)
+            request.done(exc, None)
             return
         if isinstance(result, GeneratorType):
-            self.driver.push(cast(Op, result), done)
+            self.driver.push(cast(Op, result), request.done)
         else:
-            done(None, result)
+            request.done(None, result)
 
     # ------------------------------------------------------------------ timers
 
