@@ -7,6 +7,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 import gevent
+import gevent.event
 import gevent.queue
 
 #: Seconds a test waits for something that should happen promptly. A safety bound, never a
@@ -65,3 +66,32 @@ def hub_turns(n: int = 3) -> None:
     """Let the hub run *n* full loop iterations (no real time involved)."""
     for _ in range(n):
         gevent.sleep(0)
+
+
+class Call:
+    """Runs *fn* in its own greenlet; `wait` says whether it returned within a bound."""
+
+    def __init__(self, fn: Callable[[], Any]) -> None:
+        self.done = gevent.event.Event()
+        self.result: Any = None
+        self.error: BaseException | None = None
+        self.elapsed = 0.0
+        self._started = time.monotonic()
+        self.greenlet = gevent.spawn(self._run, fn)
+
+    def _run(self, fn: Callable[[], Any]) -> None:
+        try:
+            self.result = fn()
+        except BaseException as exc:  # reported by the test, never by gevent's hub
+            self.error = exc
+        finally:
+            self.elapsed = time.monotonic() - self._started
+            self.done.set()
+
+    def wait(self, timeout: float) -> tuple[bool, BaseException | None]:
+        """(whether it returned within *timeout*, what it raised)."""
+        return bool(self.done.wait(timeout)), self.error
+
+    def abandon(self) -> None:
+        if not self.done.is_set():
+            self.greenlet.kill(block=False)

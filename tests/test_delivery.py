@@ -23,7 +23,7 @@ import structlog
 import greenkeep
 from greenkeep import ChildSpec, Supervisor
 
-from _events import DEADLINE, Events, wait_until
+from _events import DEADLINE, Call, Events, wait_until
 
 #: Seconds a call that should return at once (or an event that should come at once) gets
 #: before the test calls it a hang: generous for what takes milliseconds.
@@ -52,35 +52,6 @@ def crash_once_when(go: gevent.event.Event) -> Callable[[], None]:
         block_forever()
 
     return target
-
-
-class Call:
-    """Runs *fn* in its own greenlet; `wait` says whether it returned within a bound."""
-
-    def __init__(self, fn: Callable[[], Any]) -> None:
-        self.done = gevent.event.Event()
-        self.result: Any = None
-        self.error: BaseException | None = None
-        self.elapsed = 0.0
-        self._started = time.monotonic()
-        self.greenlet = gevent.spawn(self._run, fn)
-
-    def _run(self, fn: Callable[[], Any]) -> None:
-        try:
-            self.result = fn()
-        except BaseException as exc:  # reported by the test, never by gevent's hub
-            self.error = exc
-        finally:
-            self.elapsed = time.monotonic() - self._started
-            self.done.set()
-
-    def wait(self, timeout: float = BOUND) -> tuple[bool, BaseException | None]:
-        """(whether it returned within *timeout*, what it raised)."""
-        return bool(self.done.wait(timeout)), self.error
-
-    def abandon(self) -> None:
-        if not self.done.is_set():
-            self.greenlet.kill(block=False)
 
 
 def stop_bounded(sup: Supervisor) -> None:
@@ -241,7 +212,7 @@ def test_a_processor_raising_a_base_exception_does_not_stop_supervision(
     go = gevent.event.Event()
     sup = Supervisor([ChildSpec("c", crash_once_when(go))], subscribers=[events], name="s")
     with starting(sup) as start:
-        started = start.wait()
+        started = start.wait(BOUND)
 
         assert ((True, None), "running") == (started, sup.state), "start(): " + RETURNED
         go.set()
@@ -269,7 +240,7 @@ def test_a_logger_failure_is_delivered_to_subscribers(make: Callable[[], BaseExc
     go = gevent.event.Event()
     sup = Supervisor([ChildSpec("c", crash_once_when(go))], subscribers=[events], name="s")
     with starting(sup) as start:
-        start.wait()
+        start.wait(BOUND)
         go.set()
         failed = events.wait("event_delivery_failed", timeout=BOUND)
 
@@ -301,7 +272,7 @@ def test_a_subscriber_raising_a_base_exception_is_contained_and_logged(
         name="s",
     )
     with starting(sup) as start:
-        started = start.wait()
+        started = start.wait(BOUND)
         statuses = [c.status for c in sup.which_children()]
 
         assert ((True, None), ["running", "running"]) == (started, statuses), (
@@ -341,7 +312,7 @@ def test_keyboard_interrupt_from_a_sink_reaches_the_main_greenlet_and_supervisio
         [ChildSpec("c", crash_once_when(go))], subscribers=[*subscribers, events], name="s"
     )
     with starting(sup) as start:
-        start.wait()
+        start.wait(BOUND)
         go.set()
         with pytest.raises(KeyboardInterrupt):
             gevent.event.Event().wait(BOUND)  # only the forwarded interrupt ends this early
@@ -378,7 +349,7 @@ def test_start_returns_while_the_logger_is_blocked() -> None:
     structlog.configure(processors=[gate, drop])
     sup = Supervisor([ChildSpec(i, block_forever) for i in "ab"], name="s")
     with starting(sup, gate) as start:
-        started = start.wait()
+        started = start.wait(BOUND)
         statuses = [c.status for c in sup.which_children()]
 
     assert (True, None) == started, "start(): " + RETURNED
@@ -392,7 +363,7 @@ def test_restarts_go_on_while_the_logger_is_blocked(gate: Gate) -> None:
     go = gevent.event.Event()
     sup = Supervisor([ChildSpec("c", crash_once_when(go))], subscribers=[events], name="s")
     with starting(sup, gate) as start:
-        start.wait()
+        start.wait(BOUND)
         go.set()
         restarted = events.wait("child_restarted", timeout=BOUND, child_id="c")
         [child] = sup.which_children()
@@ -410,7 +381,7 @@ def test_stop_keeps_its_bound_while_the_logger_is_blocked(gate: Gate) -> None:
         [ChildSpec("c", crash_once_when(go)), ChildSpec("idle", block_forever)], name="s"
     )
     with starting(sup, gate) as start:
-        start.wait()
+        start.wait(BOUND)
         go.set()
         gate.blocked.wait(BOUND)
         stop = Call(lambda: sup.stop(timeout=0.5))
@@ -429,7 +400,7 @@ def test_a_logger_blocked_for_more_than_a_second_is_reported(gate: Gate) -> None
     go = gevent.event.Event()
     sup = Supervisor([ChildSpec("c", crash_once_when(go))], subscribers=[events], name="s")
     with starting(sup, gate) as start:
-        start.wait()
+        start.wait(BOUND)
         go.set()
         gate.blocked.wait(BOUND)
         reported = events.wait("logger_blocked", timeout=1.0 + BOUND)
@@ -567,7 +538,7 @@ def test_capture_logs_sees_every_event_in_order_after_a_blocked_start() -> None:
     logs = capture.entries
     sup = Supervisor([ChildSpec("w", crash_once_when(go))], subscribers=[events], name="s")
     with starting(sup, gate) as start:
-        started = start.wait()
+        started = start.wait(BOUND)
 
         assert (True, None) == started, "start(): " + RETURNED
         go.set()

@@ -18,7 +18,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -34,34 +34,14 @@ from greenkeep import ChildSpec, Supervisor
 from greenkeep.gunicorn import Hooks, current_root
 from greenkeep.runner import EXIT_GAVE_UP, EXIT_OK, run
 
+from _events import Call
+
 APPS = Path(__file__).resolve().parent / "apps"
 
 #: Seconds a run that was asked to stop (stop_timeout 1 s) gets to return.
 RUN_BOUND = 3.0
 #: Seconds a subprocess gets to start or to exit: a bound that turns a hang into a failure.
 PROCESS_BOUND = 6.0
-
-
-class Call:
-    """Runs *fn* in its own greenlet; `wait` says whether it returned within a bound."""
-
-    def __init__(self, fn: Callable[[], Any]) -> None:
-        self.done = gevent.event.Event()
-        self.result: Any = None
-        self.error: BaseException | None = None
-        self.greenlet = gevent.spawn(self._run, fn)
-
-    def _run(self, fn: Callable[[], Any]) -> None:
-        try:
-            self.result = fn()
-        except BaseException as exc:  # reported by the test, never by gevent's hub
-            self.error = exc
-        finally:
-            self.done.set()
-
-    def wait(self, timeout: float) -> tuple[bool, BaseException | None, Any]:
-        """(whether it returned within *timeout*, what it raised, what it returned)."""
-        return bool(self.done.wait(timeout)), self.error, self.result
 
 
 def drop(logger: object, method_name: str, event_dict: Mapping[str, Any]) -> Any:
@@ -134,7 +114,7 @@ def test_run_exits_0_with_a_logger_that_raises_broken_pipe_on_every_call() -> No
     tree = Tree()
     call = Call(lambda: run(tree.root, stop_timeout=1))
     try:
-        returned = call.wait(RUN_BOUND)
+        returned = (*call.wait(RUN_BOUND), call.result)
     finally:
         tree.cleanup(call)
 
@@ -151,7 +131,7 @@ def test_a_logger_failing_on_signal_received_never_prevents_the_stop(block: bool
     tree = Tree()
     call = Call(lambda: run(tree.root, stop_timeout=1))
     try:
-        returned = call.wait(RUN_BOUND)
+        returned = (*call.wait(RUN_BOUND), call.result)
         stopped = list(tree.stopped)
     finally:
         sink.release()
