@@ -7,11 +7,12 @@ and ends at the first summary time that finds a whole period without one (one to
 after its last crash); its end is reported on its own (`StormEnd`), and the next crash of that
 kind is logged in full again. Pure: the caller passes the time in.
 
-While a storm has a sample for its current period, a pool worker that crashes with that kind
-counts itself into the `Storm` and posts the storm object instead of its exception (see
-`greenkeep._worker`): the exception, its traceback and frames are freed at once, and the
-manager finds the storm without a lookup. Such a crash is already counted when the manager
-sees it, so a storm with crashes in flight cannot end.
+While a storm of its kind goes on, a pool worker that crashes counts itself into the `Storm`
+(the first crash of a summary period also renders itself as the period's sample) and posts
+the storm object instead of its exception (see `greenkeep._worker`): the exception, its
+traceback and frames are freed at once, and the manager finds the storm without a lookup.
+Such a crash is already counted when the manager sees it, so a storm with crashes in flight
+cannot end.
 """
 
 from __future__ import annotations

@@ -42,6 +42,8 @@ from greenlet import GreenletExit
 from greenlet import getcurrent as _getcurrent
 from greenlet import greenlet as _RawGreenlet
 
+from greenkeep._render import error_text
+
 if TYPE_CHECKING:
     from gevent.hub import Hub
 
@@ -277,10 +279,14 @@ def run_worker(child: Runnable, incarnation: int) -> None:
                 while tb.tb_next is not None:  # greenkeep._storm.crash_site, inlined
                     tb = tb.tb_next
                 storm = damped.get((type(exc), id(tb.tb_frame.f_code), tb.tb_lasti))
-                if storm is not None and storm.sample is not None:
-                    # Its kind is being summarized and has its sample: the crash counts
-                    # itself and posts its storm, and the exception, its traceback and
-                    # frames are freed now instead of waiting in the manager's backlog.
+                if storm is not None:
+                    # Its kind is being summarized: the crash counts itself (the first of
+                    # a summary period renders itself as the period's sample) and posts
+                    # its storm, and the exception, its traceback and frames are freed now
+                    # instead of waiting in the manager's backlog (a period's first round
+                    # of a pool's crashes, posted in full, costed full GC passes).
+                    if storm.sample is None:
+                        storm.sample = (child.id, incarnation, error_text(exc))  # type: ignore[attr-defined]
                     storm.count += 1
                     post((child, incarnation, storm))
                 else:

@@ -10,18 +10,26 @@ Each test names one invariant the runtime relies on without saying so in its typ
 - an exit already posted keeps its reason: see
   ``test_shutdown.py::test_child_returning_as_terminate_child_is_called``;
 - dropping references so frames can be freed: see
-  ``test_robustness.py::test_crashed_incarnation_memory_is_freed``;
+  ``test_robustness.py::test_crashed_incarnation_memory_is_freed``; and, while a pool's
+  crash kind is being summarized, every crash of it is freed in its worker, the first of
+  each summary period included;
 - the fork checks: see ``test_fork.py`` and ``test_fork_isolation.py``.
 """
 
 from __future__ import annotations
 
+from typing import Any
+
 import gevent
 import gevent.event
+import pytest
 from greenlet import getcurrent
+from structlog.testing import capture_logs
 
 import greenkeep
 from greenkeep import ChildSpec, Supervisor, WorkerPool
+from greenkeep._pool_run import PoolRun
+from greenkeep.testing import ManualClock
 
 from _events import DEADLINE, Events, hub_turns, wait_until
 
@@ -106,3 +114,53 @@ def test_fresh_storm_retires_the_parked_greenlet_before_the_next_incarnation() -
         assert [] == late
     finally:
         pool.stop(timeout=DEADLINE)
+
+
+def test_every_crash_of_a_summarized_kind_is_posted_as_its_storm(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Once a pool's crash kind is being summarized, each crash of it reaches the manager as
+    its storm, its exception already freed, in the round after a summary too (that round's
+    first crash renders the period's sample in its worker). Posted in full, such a round
+    held every worker's exception, traceback and frames at once."""
+    size = 10
+    posted: list[str] = []
+    original = PoolRun.handle_exit
+
+    def recording(self: PoolRun, worker: Any, incarnation: int, exc: Any) -> None:
+        posted.append(type(exc).__name__)
+        original(self, worker, incarnation, exc)
+
+    monkeypatch.setattr(PoolRun, "handle_exit", recording)
+    go = [gevent.event.Event()]
+
+    def worker(worker_id: int) -> None:
+        go[0].wait()
+        raise ValueError("storm")
+
+    def crash_round() -> list[str]:
+        before = len(posted)
+        released, go[0] = go[0], gevent.event.Event()
+        released.set()
+        wait_until(lambda: len(posted) == before + size)
+        return posted[before:]
+
+    clock = ManualClock()
+    pool = WorkerPool(worker, size, max_restarts=greenkeep.UNLIMITED, clock=clock, name="p")
+    with capture_logs() as logs:
+        pool.start()
+        try:
+            crash_round()  # the storm starts
+            second = crash_round()
+            clock.advance(1.0)  # a summary: the storm's sample is reset
+            wait_until(lambda: any(e["event"] == "exits_summarized" for e in logs))
+            third = crash_round()
+            clock.advance(1.0)
+            wait_until(lambda: sum(e["event"] == "exits_summarized" for e in logs) == 2)
+        finally:
+            pool.stop(timeout=DEADLINE)
+
+    summaries = [e for e in logs if e["event"] == "exits_summarized"]
+    assert (["Storm"] * size, ["Storm"] * size) == (second, third)
+    assert (size, 3) == (summaries[1]["count"], summaries[1]["sample_incarnation"])
+    assert "ValueError: storm" == summaries[1]["sample_error"]
