@@ -59,7 +59,16 @@ class Mailbox:
             `undefer`).
     """
 
-    __slots__ = ("_deferred_of", "_hub", "_manager", "_parked", "channel", "deferred", "queue")
+    __slots__ = (
+        "_deferred_of",
+        "_hub",
+        "_manager",
+        "_overdue",
+        "_parked",
+        "channel",
+        "deferred",
+        "queue",
+    )
 
     def __init__(self, path: str) -> None:
         mailbox = _Queue()
@@ -68,6 +77,7 @@ class Mailbox:
         self._hub: Hub | None = None
         self._manager: greenlet | None = None
         self._parked = False
+        self._overdue = False  # the last receive returned at a past deadline, not waiting
         self.deferred: deque[Record] = deque()  # records, in the order their exits arrived
         self._deferred_of: dict[Record, deque[Exit]] = {}
 
@@ -83,16 +93,27 @@ class Mailbox:
         """
         From the manager: the next item, waiting until one is posted or the monotonic
         *deadline* passes (then ``None``; at or past it, only what is already queued).
+
+        Never returns twice in a row without the hub having run: when the last call also
+        returned at a past deadline without waiting, this one lets the hub run once first.
+        So the manager yields even if what is due never gets done (a supervisor's clock
+        that lags the loop's, or a timer that stays due): it cannot freeze the process.
         """
         queue = self.queue
+        waited = False
         while not queue:
             if deadline is None:
                 self.park(None)
                 continue
             remaining = deadline - time.monotonic()
             if remaining <= 0:
-                return None
+                if waited or not self._overdue:
+                    self._overdue = not waited
+                    return None
+                remaining = 0.0  # overdue twice: a zero timer, the loop's next iteration
             self.park(remaining)
+            waited = True
+        self._overdue = False
         return queue.popleft()
 
     def park(self, timeout: float | None) -> None:

@@ -23,6 +23,7 @@ from typing import Final
 
 __all__ = [
     "HEARTBEAT_KIND",
+    "TIMER_SLACK",
     "CrashKind",
     "CrashStorms",
     "Storm",
@@ -31,6 +32,12 @@ __all__ = [
     "crash_site",
     "describe",
 ]
+
+#: Clock times this close (in clock seconds) before a due time count as due: floating-point
+#: sums of a manual clock's steps land a hair before the time they were meant to reach
+#: (0.4 + 0.4 + 0.1 + 0.1 + 0.4 + 0.4 is 1.7999999999999998). One value for every timer
+#: (`greenkeep._timers` uses it too): what the timers call due, the storms must find due.
+TIMER_SLACK: Final = 1e-9
 
 #: One crash of a storm, rendered: (child id, incarnation, error text).
 Sample = tuple[object, int, str]
@@ -213,7 +220,8 @@ class CrashStorms:
         """
         The summaries due at *now* (every pending one if *flush*, e.g. when stopping), and
         the storms that ended: a whole period without a crash of their kind, or *flush*. A
-        storm of one crash (logged in full, nothing summarized) ends silently.
+        storm of one crash (logged in full, nothing summarized) ends silently. A summary
+        due within `TIMER_SLACK` after *now* is due; afterwards `next_due` is later than that.
         """
         interval = self.interval
         if interval is None or not self.by_kind:
@@ -221,8 +229,9 @@ class CrashStorms:
         summaries: list[StormSummary] = []
         ends: list[StormEnd] = []
         next_due: float | None = None
+        late = now + TIMER_SLACK
         for kind, storm in list(self.by_kind.items()):
-            if not flush and now < storm.next_summary:
+            if not flush and late < storm.next_summary:
                 if next_due is None or storm.next_summary < next_due:
                     next_due = storm.next_summary
                 continue

@@ -9,17 +9,13 @@ from __future__ import annotations
 import heapq
 import time
 from collections.abc import Callable
-from typing import Final, NamedTuple
+from typing import NamedTuple
 
 from greenkeep._heartbeat import HeartbeatMonitor
 from greenkeep._records import Record
-from greenkeep._storm import CrashStorms
+from greenkeep._storm import TIMER_SLACK, CrashStorms
 
 __all__ = ["TIMER_SLACK", "Due", "Timers"]
-
-#: Timers this close (in clock seconds) to due are run (floating-point sums of a manual
-#: clock's steps land a hair before the tick they were meant to reach).
-TIMER_SLACK: Final = 1e-9
 
 
 class Due(NamedTuple):
