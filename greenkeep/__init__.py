@@ -28,7 +28,7 @@ from greenkeep._event_names import EVENT_LEVELS, EventLogger, Subscriber
 from greenkeep._exits import ExitKind, ExitRecord
 from greenkeep._heartbeat import beat, heartbeat
 from greenkeep._intensity import UNLIMITED
-from greenkeep._pool import RestartMode, WorkerHandle, WorkerPool
+from greenkeep._pool import MAX_POOL_SIZE, RestartMode, WorkerHandle, WorkerPool
 from greenkeep._reports import ChildCounts, ChildInfo, StopReport, Unstopped
 from greenkeep._rules import AutoShutdown, Strategy
 from greenkeep._spec import ChildSpec, Restart, Shutdown
@@ -37,6 +37,7 @@ from greenkeep._version import __version__
 
 __all__ = [
     "EVENT_LEVELS",
+    "MAX_POOL_SIZE",
     "UNLIMITED",
     "AutoShutdown",
     "Backoff",

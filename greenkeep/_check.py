@@ -13,7 +13,19 @@ from typing import TypeVar
 
 from greenkeep._errors import InvalidArgumentError, SpecProblem
 
-__all__ = ["check_choice", "check_seconds", "check_timeout", "is_number", "seconds_allowed"]
+__all__ = [
+    "ID_ALLOWED",
+    "check_child_id",
+    "check_choice",
+    "check_seconds",
+    "check_timeout",
+    "is_child_id",
+    "is_number",
+    "seconds_allowed",
+]
+
+#: What a child id may be, in words.
+ID_ALLOWED = "a str or an int (not a bool)"
 
 E = TypeVar("E", bound=enum.Enum)
 
@@ -21,6 +33,25 @@ E = TypeVar("E", bound=enum.Enum)
 def is_number(value: object) -> bool:
     """An ``int`` or ``float`` that is not a ``bool``."""
     return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def is_child_id(value: object) -> bool:
+    """A ``str`` or an ``int`` that is not a ``bool``: what can be a child's id. Ids match
+    by kind and value: ``1``, ``True`` and ``1.0`` are three different things, and only the
+    first can be an id (an ``IntEnum`` or ``StrEnum`` member is the int or str it equals)."""
+    return isinstance(value, (str, int)) and not isinstance(value, bool)
+
+
+def check_child_id(owner: str, value: object, field: str = "child_id") -> None:
+    """
+    Check the id a method looks a child up by, before anything is looked at.
+
+    Raises:
+        InvalidArgumentError: *value* cannot be an id (not "not found": no child is
+            touched).
+    """
+    if not is_child_id(value):
+        raise InvalidArgumentError(owner, field, ID_ALLOWED, value)
 
 
 def seconds_allowed(*, none: bool, positive: bool, finite: bool) -> str:

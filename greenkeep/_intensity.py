@@ -8,9 +8,11 @@ timestamp is appended once and dropped once.
 from __future__ import annotations
 
 import math
+import sys
 from collections import deque
+from typing import Final
 
-__all__ = ["UNLIMITED", "RestartIntensity", "intensity_problems"]
+__all__ = ["EDGE_ABSOLUTE", "EDGE_RELATIVE", "UNLIMITED", "RestartIntensity", "intensity_problems"]
 
 
 class _Unlimited:
@@ -35,21 +37,35 @@ class _Unlimited:
 UNLIMITED = _Unlimited()
 
 
+#: The window's edge is compared to within this many seconds (1 ns) ...
+EDGE_ABSOLUTE: Final = 1e-9
+#: ... or this share of the clock's reading, whichever is larger (2**-43, about 1.1e-13:
+#: some 500 units in the last place of a float, so the rounding of a clock's own sums and
+#: of a difference of two readings never moves a restart across the edge).
+EDGE_RELATIVE: Final = 2.0**-43
+#: Below this reading (in magnitude) the absolute tolerance is the larger (about 8,796 s).
+_ABSOLUTE_BELOW: Final = EDGE_ABSOLUTE / EDGE_RELATIVE
+
+
 class RestartIntensity:
     """
     The sliding window of recent restarts.
 
     A restart at time *t* stays in the window while ``now - t <= period`` (inclusive, as
-    OTP's ``add_restart`` keeps restarts with ``R >= Now - Period``). The window is exceeded
-    when, after recording a restart, it holds more than *max_restarts* restarts; the restart
-    being recorded is then not performed and the supervisor gives up.
+    OTP's ``add_restart`` keeps restarts with ``R >= Now - Period``), the clock's readings
+    compared to within the larger of `EDGE_ABSOLUTE` (1 ns) and `EDGE_RELATIVE` times the
+    reading: a restart exactly *period* seconds old still counts even when float arithmetic
+    says it is 0.7000000000000001 old (``1.1 - 0.4``); one older than that by more than the
+    tolerance does not. The window is exceeded when, after recording a restart, it holds
+    more than *max_restarts* restarts; the restart being recorded is then not performed and
+    the supervisor gives up.
 
     Args:
         max_restarts: Restarts allowed within the window, an int >= 0, or `UNLIMITED`.
         period: The window's length in seconds, > 0.
     """
 
-    __slots__ = ("_limit", "_times", "in_window", "max_restarts", "period", "total")
+    __slots__ = ("_edge", "_expiries", "_limit", "in_window", "max_restarts", "period", "total")
 
     def __init__(self, max_restarts: int | _Unlimited, period: float) -> None:
         self.max_restarts = max_restarts
@@ -58,7 +74,20 @@ class RestartIntensity:
         #: How many restarts the window held after the last `record` (``None`` if unlimited).
         self.in_window: int | None = None if isinstance(max_restarts, _Unlimited) else 0
         self._limit = None if isinstance(max_restarts, _Unlimited) else max_restarts
-        self._times: deque[float] = deque(maxlen=None if self._limit is None else self._limit + 1)
+        self._edge = period + EDGE_ABSOLUTE
+        #: When each restart in the window leaves it: the last clock reading at which it
+        #: still counts (its time, plus the period, plus the tolerance), oldest first.
+        #: At most ``max_restarts + 1`` of them (unbounded for a budget beyond what a
+        #: deque can count, which no window can reach).
+        self._expiries: deque[float] = deque(
+            maxlen=None if self._limit is None or self._limit >= sys.maxsize else self._limit + 1
+        )
+
+    def expiry(self, now: float) -> float:
+        """The last clock reading at which a restart at *now* is still in the window."""
+        if -_ABSOLUTE_BELOW < now < _ABSOLUTE_BELOW:
+            return now + self._edge
+        return now + self.period + (now if now > 0 else -now) * EDGE_RELATIVE
 
     def record(self, now: float) -> bool:
         """
@@ -71,22 +100,22 @@ class RestartIntensity:
         self.total += 1
         if self._limit is None:
             return False
-        times = self._times
-        period = self.period
-        # Written as ``now - t > period`` (not ``t < now - period``) so that the float
-        # arithmetic is exactly the documented rule: 0.3 then 1.0 with period 0.7 is in.
-        while times and now - times[0] > period:
-            times.popleft()
-        times.append(now)
-        self.in_window = n = len(times)
+        expiries = self._expiries
+        while expiries and expiries[0] < now:
+            expiries.popleft()
+        # `expiry`, inlined (once per restart).
+        if -_ABSOLUTE_BELOW < now < _ABSOLUTE_BELOW:
+            expiries.append(now + self._edge)
+        else:
+            expiries.append(now + self.period + (now if now > 0 else -now) * EDGE_RELATIVE)
+        self.in_window = n = len(expiries)
         return n > self._limit
 
     def in_period(self, now: float) -> int | None:
         """How many restarts the window holds at *now*; ``None`` when `UNLIMITED`."""
         if self._limit is None:
             return None
-        period = self.period
-        return sum(1 for t in self._times if now - t <= period)
+        return sum(1 for expiry in self._expiries if now <= expiry)
 
     @property
     def headroom(self) -> int | None:
@@ -95,14 +124,15 @@ class RestartIntensity:
         `UNLIMITED`."""
         if self._limit is None:
             return None
-        return self._limit - len(self._times)
+        return self._limit - len(self._expiries)
 
     def resized(self, max_restarts: int | _Unlimited) -> RestartIntensity:
-        """A window with a new budget that keeps this one's restarts and total (a pool's
-        budget follows its size)."""
+        """A window with a new budget that keeps this one's restarts (the latest ones, as
+        many as the new budget keeps) and total (a pool's budget follows its size)."""
         window = RestartIntensity(max_restarts, self.period)
-        for stamp in self._times:
-            window.record(stamp)
+        window._expiries.extend(self._expiries)
+        if window._limit is not None:
+            window.in_window = len(window._expiries)
         window.total = self.total
         return window
 

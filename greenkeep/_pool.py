@@ -11,14 +11,19 @@ from __future__ import annotations
 import contextvars
 import enum
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import Any
+from typing import Any, Final
 
 import gevent.event
 
 from greenkeep._backoff import Backoff
 from greenkeep._check import check_choice, check_timeout
 from greenkeep._config import make_config
-from greenkeep._errors import InvalidArgumentError, InvalidSpecError, SpecProblem
+from greenkeep._errors import (
+    InvalidArgumentError,
+    InvalidSpecError,
+    SpecProblem,
+    SupervisorNotRunningError,
+)
 from greenkeep._event_names import EventLogger, Subscriber
 from greenkeep._exits import ExitRecord
 from greenkeep._intensity import _Unlimited
@@ -30,7 +35,19 @@ from greenkeep._rules import child_state
 from greenkeep._snapshot import charged
 from greenkeep._spec import ChildSpec, Restart, Shutdown
 
-__all__ = ["RestartMode", "WorkerHandle", "WorkerPool"]
+__all__ = ["MAX_POOL_SIZE", "RestartMode", "WorkerHandle", "WorkerPool"]
+
+#: The most workers one pool may have (its size, and what `WorkerPool.resize` accepts).
+#: An idle worker costs about 8 KiB (the benchmark's memory scenario), so a pool this size
+#: holds about 8 GiB; a process that needs more workers is better split.
+MAX_POOL_SIZE: Final = 1_000_000
+
+_SIZE_ALLOWED = f"an int in 0..{MAX_POOL_SIZE:,} (greenkeep.MAX_POOL_SIZE)"
+
+
+def _is_index(value: object, end: int) -> bool:
+    """An int (not a bool) in ``0..end - 1``."""
+    return isinstance(value, int) and not isinstance(value, bool) and 0 <= value < end
 
 
 class RestartMode(str, enum.Enum):
@@ -95,7 +112,7 @@ class WorkerPool(Manager[PoolRun]):
 
     Args:
         target: What every worker runs; its first argument is the worker id.
-        size: How many workers, >= 0.
+        size: How many workers, 0 to `MAX_POOL_SIZE` (1,000,000).
         args, kwargs: Further arguments for *target*.
         mode: ``"fresh"`` (default) or ``"reuse"`` (a `RestartMode`); see the README.
         restart: The workers' restart type (default ``"permanent"``). A worker that is not
@@ -151,8 +168,8 @@ class WorkerPool(Manager[PoolRun]):
             log_summary_interval=log_summary_interval,
             random_source=random,
         )
-        if isinstance(size, bool) or not isinstance(size, int) or size < 0:
-            problems.append(SpecProblem(config.owner, "size", "an int >= 0", size))
+        if not _is_index(size, MAX_POOL_SIZE + 1):
+            problems.append(SpecProblem(config.owner, "size", _SIZE_ALLOWED, size))
         mode_e = check_choice(RestartMode, mode, config.owner, "mode", problems)
         spec = _worker_spec(
             config.owner, problems, target, args, kwargs, restart, shutdown, heartbeat, backoff
@@ -201,11 +218,17 @@ class WorkerPool(Manager[PoolRun]):
         A handle on worker *worker_id*'s current (or last) incarnation. Never blocks.
 
         Raises:
-            InvalidArgumentError: If there is no such worker.
+            InvalidArgumentError: If there is no such worker (*worker_id* is not an int in
+                ``0..size - 1``; a bool is not a worker id).
+            SupervisorNotRunningError: The pool was never started (it has no workers yet).
         """
         workers = self._workers()
-        if not (isinstance(worker_id, int) and 0 <= worker_id < len(workers)):
-            allowed = f"an int in 0..{len(workers) - 1}"
+        if self._run is None:
+            raise SupervisorNotRunningError(self._name, self.state, "give a worker's handle")
+        if not _is_index(worker_id, len(workers)):
+            allowed = (
+                f"an int in 0..{len(workers) - 1} (not a bool)" if workers else "none (no workers)"
+            )
             raise InvalidArgumentError(f"{self._owner}.worker()", "worker_id", allowed, worker_id)
         record = workers[worker_id]
         return WorkerHandle(record, record.incarnation)
@@ -276,11 +299,11 @@ class WorkerPool(Manager[PoolRun]):
         default) follows it.
 
         Raises:
-            InvalidArgumentError: If *size* is not an int >= 0.
+            InvalidArgumentError: If *size* is not an int in 0..`MAX_POOL_SIZE`.
             SupervisorNotRunningError: If the pool is not running.
         """
-        if isinstance(size, bool) or not isinstance(size, int) or size < 0:
-            raise InvalidArgumentError(f"{self._owner}.resize()", "size", "an int >= 0", size)
+        if not _is_index(size, MAX_POOL_SIZE + 1):
+            raise InvalidArgumentError(f"{self._owner}.resize()", "size", _SIZE_ALLOWED, size)
         self._call("resize", lambda run: run.resize(size))
         self._size = size
 

@@ -14,7 +14,7 @@ from types import MappingProxyType
 from typing import Any, Final
 
 from greenkeep._backoff import Backoff
-from greenkeep._check import check_seconds
+from greenkeep._check import ID_ALLOWED, check_seconds, is_child_id
 from greenkeep._errors import InvalidSpecError, SpecProblem
 from greenkeep._reports import StopReport
 
@@ -95,8 +95,8 @@ def _owner(child_id: object) -> str:
 
 
 def _check_id(value: object, problems: list[SpecProblem], owner: str) -> None:
-    if isinstance(value, bool) or not isinstance(value, (str, int)):
-        problems.append(SpecProblem(owner, "id", "a str or an int", value))
+    if not is_child_id(value):
+        problems.append(SpecProblem(owner, "id", ID_ALLOWED, value))
     elif isinstance(value, str) and not value:
         problems.append(SpecProblem(owner, "id", "a non-empty string", value))
 

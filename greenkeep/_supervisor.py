@@ -11,7 +11,7 @@ import contextvars
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
-from greenkeep._check import check_choice
+from greenkeep._check import check_child_id, check_choice
 from greenkeep._config import make_config
 from greenkeep._errors import ChildNotFoundError, InvalidSpecError, SpecProblem
 from greenkeep._event_names import EventLogger, Subscriber
@@ -149,7 +149,9 @@ class Supervisor(Manager[SupervisorRun]):
 
         Raises:
             ChildNotFoundError: If no child has this id.
+            InvalidArgumentError: *child_id* cannot be an id (a str or an int, not a bool).
         """
+        check_child_id(f"{self._owner}.get_child_spec()", child_id)
         run = self._run
         if run is not None:
             child = run.children.get(child_id)
@@ -219,8 +221,10 @@ class Supervisor(Manager[SupervisorRun]):
 
         Raises:
             ChildNotFoundError: No child has this id.
+            InvalidArgumentError: *child_id* cannot be an id (a str or an int, not a bool).
             SupervisorNotRunningError: The supervisor is not running.
         """
+        check_child_id(f"{self._owner}.terminate_child()", child_id)
         return self._call("terminate a child", lambda run: run.terminate_child(child_id))
 
     def restart_child(self, child_id: ChildId) -> ChildInfo:
@@ -233,8 +237,10 @@ class Supervisor(Manager[SupervisorRun]):
             ChildRunningError: It is running.
             ChildRestartingError: A restart of it is pending.
             ChildStartError: It failed before it was ready (``ready_timeout``).
+            InvalidArgumentError: *child_id* cannot be an id (a str or an int, not a bool).
             SupervisorNotRunningError: The supervisor is not running.
         """
+        check_child_id(f"{self._owner}.restart_child()", child_id)
         return self._call("restart a child", lambda run: run.restart_child(child_id))
 
     def delete_child(self, child_id: ChildId) -> None:
@@ -245,8 +251,10 @@ class Supervisor(Manager[SupervisorRun]):
             ChildNotFoundError: No child has this id.
             ChildRunningError: It is running.
             ChildRestartingError: A restart of it is pending.
+            InvalidArgumentError: *child_id* cannot be an id (a str or an int, not a bool).
             SupervisorNotRunningError: The supervisor is not running.
         """
+        check_child_id(f"{self._owner}.delete_child()", child_id)
         self._call("delete a child", lambda run: run.delete_child(child_id))
 
 

@@ -10,6 +10,9 @@ import math
 import weakref
 from collections.abc import Callable
 
+from greenkeep._check import is_number
+from greenkeep._errors import InvalidArgumentError
+
 __all__ = ["ManualClock"]
 
 
@@ -27,6 +30,12 @@ class ManualClock:
     __slots__ = ("_now", "_wakers")
 
     def __init__(self, start: float = 0.0) -> None:
+        """
+        Raises:
+            InvalidArgumentError: *start* is not a finite number (a bool is not one).
+        """
+        if not (is_number(start) and math.isfinite(start)):
+            raise InvalidArgumentError("ManualClock()", "start", "a finite number", start)
         self._now = float(start)
         self._wakers: list[weakref.WeakMethod[Callable[[], None]]] = []
 
@@ -34,12 +43,20 @@ class ManualClock:
         return self._now
 
     def advance(self, seconds: float) -> None:
-        """Move the clock forward by *seconds* (>= 0, finite)."""
-        if not (isinstance(seconds, (int, float)) and math.isfinite(seconds) and seconds >= 0):
-            raise ValueError(
-                f"ManualClock.advance: seconds must be a finite number >= 0 (got {seconds!r})"
+        """
+        Move the clock forward by *seconds* and wake the supervisors using it.
+
+        Raises:
+            InvalidArgumentError: *seconds* is not a finite number >= 0 (a bool is not
+                one), or would move the clock past the largest finite float; the clock
+                stays where it was.
+        """
+        now = self._now + seconds if is_number(seconds) and seconds >= 0 else math.nan
+        if not math.isfinite(now):
+            raise InvalidArgumentError(
+                "ManualClock.advance()", "seconds", "a finite number >= 0", seconds
             )
-        self._now += seconds
+        self._now = now
         alive = []
         for ref in self._wakers:
             wake = ref()

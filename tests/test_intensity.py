@@ -13,7 +13,13 @@ import pickle
 import pytest
 from hypothesis import given
 
-from greenkeep._intensity import UNLIMITED, RestartIntensity, intensity_problems
+from greenkeep._intensity import (
+    EDGE_ABSOLUTE,
+    EDGE_RELATIVE,
+    UNLIMITED,
+    RestartIntensity,
+    intensity_problems,
+)
 
 from strategies import intensity_runs
 
@@ -23,7 +29,8 @@ PERIOD_ALLOWED = "a finite number of seconds > 0"
 
 class ReferenceWindow:
     """
-    The obvious model: keep every restart time, count those with ``now - t <= period``.
+    The obvious model: keep every restart time, count those with ``now - t <= period``,
+    to within the documented tolerance (the larger of 1 ns and 2**-43 of the reading *t*).
     """
 
     def __init__(self, max_restarts: int, period: float) -> None:
@@ -32,7 +39,11 @@ class ReferenceWindow:
         self.times: list[float] = []
 
     def count(self, now: float) -> int:
-        return sum(1 for t in self.times if now - t <= self.period)
+        return sum(
+            1
+            for t in self.times
+            if now <= t + self.period + max(EDGE_ABSOLUTE, abs(t) * EDGE_RELATIVE)
+        )
 
     def record(self, now: float) -> bool:
         self.times.append(now)
@@ -105,30 +116,50 @@ class TestWindow:
 
     def test_restart_just_over_period_old_is_forgotten(self):
         """
-        A restart a hair more than period seconds old has left the window.
+        A restart more than period seconds old, by more than the tolerance, has left the
+        window.
         """
         window = RestartIntensity(1, 5.0)
         window.record(0.0)
 
-        exceeded = window.record(math.nextafter(5.0, math.inf))
+        exceeded = window.record(5.0 + 2 * EDGE_ABSOLUTE)
 
         assert exceeded is False
         assert 1 == window.in_window
 
+    def test_within_the_tolerance_is_exactly_period_old(self):
+        """
+        One float step over the period (what rounding produces) still counts, up to the
+        tolerance: 1 ns for small readings, 2**-43 of the reading for large ones.
+        """
+        for start, tolerance in ((0.0, EDGE_ABSOLUTE), (1.7e9, 1.7e9 * EDGE_RELATIVE)):
+            window = RestartIntensity(1, 5.0)
+            window.record(start)
+            assert window.record(math.nextafter(start + 5.0, math.inf)) is True
+
+            window = RestartIntensity(1, 5.0)
+            window.record(start)
+            assert window.record(start + 5.0 + 0.5 * tolerance) is True
+
+            window = RestartIntensity(1, 5.0)
+            window.record(start)
+            assert window.record(start + 5.0 + 2 * tolerance) is False
+
     @pytest.mark.parametrize(
-        ("first", "second", "period"), [(0.3, 1.0, 0.7), (0.1, 0.3, 0.2), (1.1, 3.3, 2.2)]
+        ("first", "second", "period"),
+        [(0.3, 1.0, 0.7), (0.1, 0.3, 0.2), (1.1, 3.3, 2.2), (0.4, 1.1, 0.7)],
     )
     def test_edge_with_decimal_floats(self, first, second, period):
         """
-        The edge is judged as ``now - t <= period`` in floats, so decimal readings exactly
-        period apart still count.
+        Decimal readings exactly period apart count, whatever float subtraction says
+        (``1.1 - 0.4`` is 0.7000000000000001).
         """
         window = RestartIntensity(1, period)
         window.record(first)
 
         exceeded = window.record(second)
 
-        assert (second - first <= period) is exceeded
+        assert exceeded is True
 
     def test_zero_fails_first_restart(self):
         """

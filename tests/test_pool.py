@@ -211,7 +211,9 @@ class TestResize:
         stopped = [e["child_id"] for e in events.of("child_exited", reason="shutdown")]
         assert [5, 4, 3, 2] == stopped
         assert ([0, 1], 6) == ([w.id for w in pool.which_children()], pool.max_restarts)
-        with pytest.raises(greenkeep.InvalidArgumentError, match="size must be an int >= 0"):
+        with pytest.raises(
+            greenkeep.InvalidArgumentError, match=r"size must be an int in 0\.\.1,000,000"
+        ):
             pool.resize(-1)
 
 

@@ -176,11 +176,11 @@ class TestInvalidFields:
         ("bad_id", "owner", "allowed"),
         [
             pytest.param("", "child ''", "a non-empty string", id="empty"),
-            pytest.param(True, "child True", "a str or an int", id="true"),
-            pytest.param(False, "child False", "a str or an int", id="false"),
-            pytest.param(1.5, "child <invalid id>", "a str or an int", id="float"),
-            pytest.param(None, "child <invalid id>", "a str or an int", id="none"),
-            pytest.param(("a",), "child <invalid id>", "a str or an int", id="tuple"),
+            pytest.param(True, "child True", "a str or an int (not a bool)", id="true"),
+            pytest.param(False, "child False", "a str or an int (not a bool)", id="false"),
+            pytest.param(1.5, "child <invalid id>", "a str or an int (not a bool)", id="float"),
+            pytest.param(None, "child <invalid id>", "a str or an int (not a bool)", id="none"),
+            pytest.param(("a",), "child <invalid id>", "a str or an int (not a bool)", id="tuple"),
         ],
     )
     def test_bad_id(self, bad_id, owner, allowed):
