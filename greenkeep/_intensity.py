@@ -37,14 +37,12 @@ class _Unlimited:
 UNLIMITED = _Unlimited()
 
 
-#: The window's edge is compared to within this many seconds (1 ns) ...
+#: The window's edge is compared to within this many seconds (1 ns) plus ...
 EDGE_ABSOLUTE: Final = 1e-9
-#: ... or this share of the clock's reading, whichever is larger (2**-43, about 1.1e-13:
-#: some 500 units in the last place of a float, so the rounding of a clock's own sums and
-#: of a difference of two readings never moves a restart across the edge).
+#: ... this share of the reading's magnitude (2**-43, about 1.1e-13: some 500 units in the
+#: last place of a float), so that the rounding of a clock's own sums and of a difference
+#: of two readings never moves a restart across the edge.
 EDGE_RELATIVE: Final = 2.0**-43
-#: Below this reading (in magnitude) the absolute tolerance is the larger (about 8,796 s).
-_ABSOLUTE_BELOW: Final = EDGE_ABSOLUTE / EDGE_RELATIVE
 
 
 class RestartIntensity:
@@ -53,9 +51,9 @@ class RestartIntensity:
 
     A restart at time *t* stays in the window while ``now - t <= period`` (inclusive, as
     OTP's ``add_restart`` keeps restarts with ``R >= Now - Period``), the clock's readings
-    compared to within the larger of `EDGE_ABSOLUTE` (1 ns) and `EDGE_RELATIVE` times the
-    reading: a restart exactly *period* seconds old still counts even when float arithmetic
-    says it is 0.7000000000000001 old (``1.1 - 0.4``); one older than that by more than the
+    compared to within `EDGE_ABSOLUTE` (1 ns) plus `EDGE_RELATIVE` times the magnitude of
+    *t*: a restart exactly *period* seconds old still counts even when float arithmetic says
+    it is 0.7000000000000001 old (``1.1 - 0.4``); one older than that by more than the
     tolerance does not. The window is exceeded when, after recording a restart, it holds
     more than *max_restarts* restarts; the restart being recorded is then not performed and
     the supervisor gives up.
@@ -65,7 +63,17 @@ class RestartIntensity:
         period: The window's length in seconds, > 0.
     """
 
-    __slots__ = ("_edge", "_expiries", "_limit", "in_window", "max_restarts", "period", "total")
+    __slots__ = (
+        "_edge",
+        "_expiries",
+        "_grow",
+        "_limit",
+        "_shrink",
+        "in_window",
+        "max_restarts",
+        "period",
+        "total",
+    )
 
     def __init__(self, max_restarts: int | _Unlimited, period: float) -> None:
         self.max_restarts = max_restarts
@@ -74,7 +82,11 @@ class RestartIntensity:
         #: How many restarts the window held after the last `record` (``None`` if unlimited).
         self.in_window: int | None = None if isinstance(max_restarts, _Unlimited) else 0
         self._limit = None if isinstance(max_restarts, _Unlimited) else max_restarts
+        # expiry(t) = t + period + EDGE_ABSOLUTE + |t| * EDGE_RELATIVE, as one product and
+        # one sum: t * (1 + EDGE_RELATIVE) + (period + EDGE_ABSOLUTE) for t >= 0.
         self._edge = period + EDGE_ABSOLUTE
+        self._grow = 1.0 + EDGE_RELATIVE
+        self._shrink = 1.0 - EDGE_RELATIVE
         #: When each restart in the window leaves it: the last clock reading at which it
         #: still counts (its time, plus the period, plus the tolerance), oldest first.
         #: At most ``max_restarts + 1`` of them (unbounded for a budget beyond what a
@@ -85,9 +97,7 @@ class RestartIntensity:
 
     def expiry(self, now: float) -> float:
         """The last clock reading at which a restart at *now* is still in the window."""
-        if -_ABSOLUTE_BELOW < now < _ABSOLUTE_BELOW:
-            return now + self._edge
-        return now + self.period + (now if now > 0 else -now) * EDGE_RELATIVE
+        return now * (self._grow if now >= 0 else self._shrink) + self._edge
 
     def record(self, now: float) -> bool:
         """
@@ -104,10 +114,9 @@ class RestartIntensity:
         while expiries and expiries[0] < now:
             expiries.popleft()
         # `expiry`, inlined (once per restart).
-        if -_ABSOLUTE_BELOW < now < _ABSOLUTE_BELOW:
-            expiries.append(now + self._edge)
-        else:
-            expiries.append(now + self.period + (now if now > 0 else -now) * EDGE_RELATIVE)
+        expiries.append(
+            now * self._grow + self._edge if now >= 0 else now * self._shrink + self._edge
+        )
         self.in_window = n = len(expiries)
         return n > self._limit
 
