@@ -11,10 +11,12 @@ constant                value  meaning
 ======================  =====  =============================================================
 `EXIT_OK`               0      stopped on request (a signal, or ``stop()`` from the program)
                                or ended on its own (``auto_shutdown``), every child stopped
-`EXIT_FAILED`           1      could not start (``ChildStartError``), or greenkeep's manager
+`EXIT_FAILED`           1      could not start (``ChildStartError``; for ``python -m
+                               greenkeep`` also: the factory raised), or greenkeep's manager
                                crashed
-`EXIT_USAGE`            2      ``python -m greenkeep`` only: bad arguments, or the factory
-                               could not be imported or did not return a supervisor
+`EXIT_USAGE`            2      ``python -m greenkeep`` only: bad arguments, or the target could
+                               not be imported or is not a root: neither a supervisor nor a
+                               callable with no required arguments that returns one
 `EXIT_GAVE_UP`          70     the root exceeded its restart intensity and gave up
 `EXIT_UNSTOPPED`        71     stopped, but some children did not stop within their bound
 `EXIT_INTERRUPTED`      130    a worker raised ``KeyboardInterrupt`` (128 + ``SIGINT``)
@@ -31,9 +33,11 @@ from __future__ import annotations
 import argparse
 import contextlib
 import importlib
+import inspect
 import os
 import signal
 import sys
+import traceback
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any, Final
 
@@ -45,6 +49,7 @@ from greenkeep._errors import ChildStartError, InvalidArgumentError, RestartInte
 from greenkeep._event_names import EventLogger
 from greenkeep._events import ProcessReporter
 from greenkeep._pool import WorkerPool
+from greenkeep._render import error_text, safe_repr, safe_str, type_name
 from greenkeep._states import RUNNING
 from greenkeep._supervisor import Supervisor
 
@@ -97,9 +102,10 @@ def run(
     child is being started. When `run` returns, the signals' previous handlers are back.
 
     Args:
-        root: A `Supervisor` or `WorkerPool`, or a callable that builds one (called once,
-            in this process). A root that is already running is adopted; a new, stopped or
-            failed one is started.
+        root: A `Supervisor` or `WorkerPool`, or a callable with no required arguments that
+            builds one (called once, in this process; what it raises propagates
+            unchanged). A root that is already running is adopted; a new, stopped or failed
+            one is started.
 
         stop_timeout: Seconds the stop may take in all; ``None`` means each child's own
             shutdown policy (a child with ``"infinity"`` may then keep the process alive).
@@ -115,8 +121,9 @@ def run(
         (see the module's table).
 
     Raises:
-        InvalidArgumentError: If *root* is not a supervisor, does not build one, or
-            *stop_timeout* is not ``None`` or seconds >= 0.
+        InvalidArgumentError: If *root* is not a supervisor, is a callable with required
+            arguments (such as a WSGI application; it is not called), returns something
+            else than a supervisor, or *stop_timeout* is not ``None`` or seconds >= 0.
     """
     stop_timeout = check_timeout("run()", stop_timeout)
     root = _root(root)
@@ -127,17 +134,36 @@ def run(
         return _run(root, stop_timeout, log)
 
 
+#: What a root may be given as, in `run` and ``python -m greenkeep``'s usage errors.
+_ALLOWED_ROOT: Final = (
+    "a Supervisor, a WorkerPool or a callable with no required arguments returning one"
+)
+
+
 def _root(root: object) -> Supervisor | WorkerPool:
     if isinstance(root, (Supervisor, WorkerPool)):
         return root
-    if not callable(root):
-        allowed = "a Supervisor, a WorkerPool or a callable returning one"
-        raise InvalidArgumentError("run()", "root", allowed, root)
+    if not callable(root) or _required_arguments(root):
+        # Refused before the call: calling, e.g., a WSGI application with no arguments
+        # would raise a TypeError that says nothing about run().
+        raise InvalidArgumentError("run()", "root", _ALLOWED_ROOT, root)
     built = root()
     if not isinstance(built, (Supervisor, WorkerPool)):
         allowed = "a factory that returns a Supervisor or a WorkerPool"
         raise InvalidArgumentError("run()", "root", allowed, built)
     return built
+
+
+def _required_arguments(factory: Callable[..., object]) -> list[str]:
+    """The names of *factory*'s parameters that a call without arguments leaves unfilled.
+    Empty for a callable whose signature cannot be read (a builtin without one): calling it
+    is then the only test."""
+    try:
+        parameters = inspect.signature(factory).parameters.values()
+    except Exception:
+        return []
+    variadic = (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD)
+    return [p.name for p in parameters if p.default is p.empty and p.kind not in variadic]
 
 
 @contextlib.contextmanager
@@ -218,7 +244,18 @@ def _finish(
 def main(argv: Sequence[str] | None = None) -> int:
     """
     ``python -m greenkeep [options] module:factory``: import *module*, get the root from
-    *factory* (a `Supervisor`/`WorkerPool`, or a callable returning one) and `run` it.
+    *factory* (a `Supervisor`/`WorkerPool`, or a callable with no required arguments
+    returning one) and `run` it.
+
+    The target is checked at the door, before anything starts (no signal handler, no
+    ``runner_started``): one that is not a root is a usage error, said on one line of
+    standard error that names it, what is allowed and what arrived (a WSGI application,
+    ``def application(environ, start_response)``, is refused without being called; a
+    factory that returned ``None`` is named with what it returned).
+
+    A factory that raises is the program's own code failing, not a usage error: its
+    traceback (which says where) goes to standard error, then one line naming the target,
+    and the status is `EXIT_FAILED`, like a root that could not start.
 
     Options: ``--stop-timeout SECONDS`` (default 8), ``--patch`` (call
     ``gevent.monkey.patch_all()`` before importing *module*; by default nothing is
@@ -232,7 +269,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     Returns:
         The exit status (see the module's table); `EXIT_USAGE` for bad arguments or a
-        factory that cannot be imported or does not build a supervisor.
+        target that cannot be imported or is not a root; `EXIT_FAILED` for a factory that
+        raised.
     """
     parser = _parser()
     try:
@@ -248,19 +286,88 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         monkey.patch_all()
     try:
-        factory = _load(args.target)
-    except Exception as error:
-        print(f"python -m greenkeep: cannot load {args.target!r}: {error}", file=sys.stderr)
-        return EXIT_USAGE
+        target = _load(args.target)
+    except _UsageError as error:
+        return _usage_error(str(error))
     if args.log_format != "keep" and not structlog.is_configured():
         _configure_structlog(args.log_format, args.log_level)
     try:
-        status = run(factory, stop_timeout=args.stop_timeout)  # type: ignore[arg-type]
-    except InvalidArgumentError as error:
-        print(f"python -m greenkeep: {args.target!r}: {error}", file=sys.stderr)
-        return EXIT_USAGE
+        root = _build(args.target, target)
+    except _UsageError as error:
+        return _usage_error(str(error))
+    except Exception as error:
+        return _failed(args.target, f"its factory raised {error_text(error)}", error)
+    status = run(root, stop_timeout=args.stop_timeout)
     _release_broken_streams()
     return status
+
+
+class _UsageError(Exception):
+    """What is wrong with ``python -m greenkeep``'s arguments (`main` says it on one line
+    and returns `EXIT_USAGE`)."""
+
+
+def _usage_error(message: str) -> int:
+    """Say *message* on one line of standard error (newlines in it become spaces); return
+    `EXIT_USAGE`."""
+    print("python -m greenkeep: " + " ".join(message.splitlines()), file=sys.stderr)
+    return EXIT_USAGE
+
+
+def _failed(target: str, what: str, error: BaseException) -> int:
+    """The user's code raised *error* before anything started: its traceback, then one line
+    naming *target* and saying *what* failed; return `EXIT_FAILED`."""
+    traceback.print_exception(type(error), error, error.__traceback__, file=sys.stderr)
+    line = f"{target!r} failed: {what}; nothing was started"
+    print("python -m greenkeep: " + " ".join(line.splitlines()), file=sys.stderr)
+    return EXIT_FAILED
+
+
+def _build(target: str, obj: object) -> Supervisor | WorkerPool:
+    """
+    The root that *obj* (what *target* names) is or builds, checked at the door, before
+    anything starts: a `Supervisor` or `WorkerPool` is taken as it is; a callable with no
+    required arguments is called once (in this process) and must return one.
+
+    Raises:
+        _UsageError: If *obj* is neither, or its call returned something else.
+        Exception: Whatever the call raised, unchanged: the user's code failed.
+    """
+    if isinstance(obj, (Supervisor, WorkerPool)):
+        return obj
+    if not callable(obj):
+        raise _UsageError(_not_a_root(target, _describe(obj)))
+    required = _required_arguments(obj)
+    if required:
+        got = f"{_describe(obj)}, which requires arguments: {', '.join(required)}"
+        raise _UsageError(_not_a_root(target, got))
+    built = obj()
+    if not isinstance(built, (Supervisor, WorkerPool)):
+        got = f"{_describe(obj)}, which returned {_describe(built)}"
+        raise _UsageError(_not_a_root(target, got))
+    return built
+
+
+def _not_a_root(target: str, got: str) -> str:
+    return f"module:factory {target!r} must be {_ALLOWED_ROOT} (got {got})"
+
+
+def _describe(value: object) -> str:
+    """
+    What arrived, in a usage error: ``None``; a callable's kind, name and signature
+    (``function application(environ, start_response)``); anything else's type and repr
+    (``int 3``). Bounded; never raises.
+    """
+    if value is None:
+        return "None"
+    try:
+        name = getattr(value, "__qualname__", None)
+        if callable(value) and isinstance(name, str):
+            kind = "class" if isinstance(value, type) else type_name(value)
+            return safe_str(f"{kind} {name}{inspect.signature(value)}", 300)
+    except Exception:
+        pass  # no readable signature: the repr below
+    return f"{type_name(value)} {safe_repr(value)}"
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -309,12 +416,25 @@ def _release_broken_streams() -> None:
 
 
 def _load(target: str) -> object:
+    """
+    The object that *target* (``module:attribute``, the attribute possibly dotted) names,
+    importing its module.
+
+    Raises:
+        _UsageError: If *target* is not of that form, its module cannot be imported or the
+            attribute does not exist.
+    """
     module_name, sep, attribute = target.partition(":")
     if not sep or not module_name or not attribute:
-        raise ValueError("expected module:factory, e.g. myapp.workers:build")
-    obj: object = importlib.import_module(module_name)
-    for part in attribute.split("."):
-        obj = getattr(obj, part)
+        raise _UsageError(
+            f"cannot load {target!r}: expected module:factory, e.g. myapp.workers:build"
+        )
+    try:
+        obj: object = importlib.import_module(module_name)
+        for part in attribute.split("."):
+            obj = getattr(obj, part)
+    except Exception as error:
+        raise _UsageError(f"cannot load {target!r}: {error}") from None
     return obj
 
 
