@@ -12,11 +12,12 @@ constant                value  meaning
 `EXIT_OK`               0      stopped on request (a signal, or ``stop()`` from the program)
                                or ended on its own (``auto_shutdown``), every child stopped
 `EXIT_FAILED`           1      could not start (``ChildStartError``; for ``python -m
-                               greenkeep`` also: the factory raised), or greenkeep's manager
-                               crashed
-`EXIT_USAGE`            2      ``python -m greenkeep`` only: bad arguments, or the target could
-                               not be imported or is not a root: neither a supervisor nor a
-                               callable with no required arguments that returns one
+                               greenkeep`` also: importing the module or calling the factory
+                               raised), or greenkeep's manager crashed
+`EXIT_USAGE`            2      ``python -m greenkeep`` only: bad arguments, or the target does
+                               not exist (no such module or attribute) or is not a root:
+                               neither a supervisor nor a callable with no required
+                               arguments that returns one
 `EXIT_GAVE_UP`          70     the root exceeded its restart intensity and gave up
 `EXIT_UNSTOPPED`        71     stopped, but some children did not stop within their bound
 `EXIT_INTERRUPTED`      130    a worker raised ``KeyboardInterrupt`` (128 + ``SIGINT``)
@@ -253,9 +254,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     ``def application(environ, start_response)``, is refused without being called; a
     factory that returned ``None`` is named with what it returned).
 
-    A factory that raises is the program's own code failing, not a usage error: its
-    traceback (which says where) goes to standard error, then one line naming the target,
-    and the status is `EXIT_FAILED`, like a root that could not start.
+    A factory that raises, or a module whose import raises (other than a missing module
+    that is the target's own, e.g. a syntax error or a dependency that is not installed),
+    is the program's own code failing, not a usage error: its traceback (which says where)
+    goes to standard error, then one line naming the target, and the status is
+    `EXIT_FAILED`, like a root that could not start.
 
     Options: ``--stop-timeout SECONDS`` (default 8), ``--patch`` (call
     ``gevent.monkey.patch_all()`` before importing *module*; by default nothing is
@@ -269,8 +272,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     Returns:
         The exit status (see the module's table); `EXIT_USAGE` for bad arguments or a
-        target that cannot be imported or is not a root; `EXIT_FAILED` for a factory that
-        raised.
+        target that does not exist or is not a root; `EXIT_FAILED` for a module or factory
+        that raised.
     """
     parser = _parser()
     try:
@@ -289,6 +292,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         target = _load(args.target)
     except _UsageError as error:
         return _usage_error(str(error))
+    except Exception as error:
+        return _failed(args.target, f"importing it raised {error_text(error)}", error)
     if args.log_format != "keep" and not structlog.is_configured():
         _configure_structlog(args.log_format, args.log_level)
     try:
@@ -421,21 +426,37 @@ def _load(target: str) -> object:
     importing its module.
 
     Raises:
-        _UsageError: If *target* is not of that form, its module cannot be imported or the
-            attribute does not exist.
+        _UsageError: If *target* is not of that form (a relative module too), its module
+            (or a package on its path) does not exist, or the attribute does not.
+        Exception: Whatever else importing the module raised, unchanged: the module's own
+            code failed (a module it imports that is missing, too).
     """
     module_name, sep, attribute = target.partition(":")
-    if not sep or not module_name or not attribute:
+    if not sep or not module_name or not attribute or module_name.startswith("."):
         raise _UsageError(
-            f"cannot load {target!r}: expected module:factory, e.g. myapp.workers:build"
+            f"cannot load {target!r}: expected module:factory with an absolute module name, "
+            "e.g. myapp.workers:build"
         )
     try:
         obj: object = importlib.import_module(module_name)
-        for part in attribute.split("."):
-            obj = getattr(obj, part)
-    except Exception as error:
+    except ModuleNotFoundError as error:
+        if not _on_the_path(module_name, error.name):
+            raise
         raise _UsageError(f"cannot load {target!r}: {error}") from None
+    for part in attribute.split("."):
+        try:
+            obj = getattr(obj, part)
+        except AttributeError as error:
+            raise _UsageError(f"cannot load {target!r}: {error}") from None
     return obj
+
+
+def _on_the_path(module_name: str, missing: str | None) -> bool:
+    """Whether the *missing* module is *module_name* or one of its packages (the target is
+    wrong), rather than something the module's own code imports."""
+    return missing is not None and (
+        module_name == missing or module_name.startswith(missing + ".")
+    )
 
 
 def _configure_structlog(log_format: str, level: str) -> None:

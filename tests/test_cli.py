@@ -80,6 +80,12 @@ def build_with_varargs(*args, **kwargs):
 def targets(tmp_path: Path) -> Path:
     """The test's directory, holding the target modules."""
     (tmp_path / "cli_targets.py").write_text(TARGETS)
+    (tmp_path / "cli_import_fails.py").write_text(
+        'print("importing", flush=True)\nraise RuntimeError("no config file")\n'
+    )
+    (tmp_path / "cli_dependency_missing.py").write_text(
+        "import no_such_dependency_of_cli_targets  # noqa: F401\n"
+    )
     return tmp_path
 
 
@@ -169,6 +175,7 @@ class TestTargetsThatCannotBeLoaded:
             ("cli_targets", "expected module:factory"),
             ("cli_targets:", "expected module:factory"),
             (":build", "expected module:factory"),
+            (".cli_targets:build", "expected module:factory"),
         ],
     )
     def test_exit_2_with_one_line_naming_the_target(
@@ -186,13 +193,18 @@ class TestTargetsThatCannotBeLoaded:
 
 
 class TestUserCodeThatFails:
-    """The user's own code raising (the factory) is the program failing, not a usage error:
-    status 1, with the traceback that says where."""
+    """The user's own code raising (the factory, or the module while it is imported) is the
+    program failing, not a usage error: status 1, with the traceback that says where."""
 
     @pytest.mark.parametrize(
         ("target", "error"),
         [
             ("cli_targets:raises", "RuntimeError: the database URL is not set"),
+            ("cli_import_fails:build", "RuntimeError: no config file"),
+            (
+                "cli_dependency_missing:build",
+                "ModuleNotFoundError: No module named 'no_such_dependency_of_cli_targets'",
+            ),
         ],
     )
     def test_exit_1_with_the_traceback_and_a_last_line_naming_the_target(
