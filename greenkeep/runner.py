@@ -35,6 +35,7 @@ import argparse
 import contextlib
 import importlib
 import inspect
+import math
 import os
 import signal
 import sys
@@ -280,10 +281,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = parser.parse_args(argv)
     except SystemExit as exit_:  # argparse exits 2 on bad arguments, 0 on --help
         return int(exit_.code or 0)
-    if args.stop_timeout < 0:
-        parser.print_usage(sys.stderr)
-        print("python -m greenkeep: --stop-timeout must be >= 0", file=sys.stderr)
-        return EXIT_USAGE
     if args.patch:
         from gevent import monkey
 
@@ -383,7 +380,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("target", metavar="module:factory", help="e.g. myapp.workers:build")
     parser.add_argument(
         "--stop-timeout",
-        type=float,
+        type=_seconds,
         default=DEFAULT_STOP_TIMEOUT,
         metavar="SECONDS",
         help=f"bound on a graceful stop (default {DEFAULT_STOP_TIMEOUT:g})",
@@ -402,6 +399,18 @@ def _parser() -> argparse.ArgumentParser:
         default="info",
     )
     return parser
+
+
+def _seconds(text: str) -> float:
+    """``--stop-timeout``'s value: a number of seconds >= 0 (``inf`` too); argparse turns
+    the error into a usage error that names the option."""
+    try:
+        seconds = float(text)
+    except ValueError:
+        seconds = math.nan
+    if not seconds >= 0:  # NaN too
+        raise argparse.ArgumentTypeError(f"must be a number of seconds >= 0 (got {text!r})")
+    return seconds
 
 
 def _release_broken_streams() -> None:

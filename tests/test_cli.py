@@ -221,3 +221,19 @@ class TestUserCodeThatFails:
         assert lines[-1].startswith(f"{PROG}{target!r} failed"), done.stderr
         assert "nothing was started" in lines[-1]
         assert "runner_started" not in done.stderr
+
+
+class TestArguments:
+    @pytest.mark.parametrize("value", ["-1", "nan", "soon"])
+    def test_a_stop_timeout_that_is_not_seconds_exits_2_before_the_target_is_imported(
+        self, targets: Path, value: str
+    ) -> None:
+        """A negative, NaN or non-numeric bound is argparse's usage error naming the option
+        and the value, before the module is imported (not run()'s, naming the target)."""
+        done = greenkeep_cli(targets, "--stop-timeout", value, "cli_import_fails:build")
+
+        assert EXIT_USAGE == done.returncode
+        line = reason(done.stderr)
+        assert "--stop-timeout" in line
+        assert repr(value) in line
+        assert "" == done.stdout  # the module was not imported
