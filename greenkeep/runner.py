@@ -10,7 +10,8 @@ act on:
 constant                value  meaning
 ======================  =====  =============================================================
 `EXIT_OK`               0      stopped on request (a signal, or ``stop()`` from the program)
-                               or ended on its own (``auto_shutdown``), every child stopped
+                               or ended on its own (``auto_shutdown``), every child stopped;
+                               also ``python -m greenkeep --help`` and ``--version``
 `EXIT_FAILED`           1      could not start (``ChildStartError``; for ``python -m
                                greenkeep`` also: importing the module or calling the factory
                                raised), or greenkeep's manager crashed
@@ -54,6 +55,7 @@ from greenkeep._pool import WorkerPool
 from greenkeep._render import error_text, safe_repr, safe_str, type_name
 from greenkeep._states import RUNNING
 from greenkeep._supervisor import Supervisor
+from greenkeep._version import __version__
 
 __all__ = [
     "EXIT_FAILED",
@@ -255,15 +257,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     ``def application(environ, start_response)``, is refused without being called; a
     factory that returned ``None`` is named with what it returned).
 
-    A factory that raises, or a module whose import raises (other than a missing module
-    that is the target's own, e.g. a syntax error or a dependency that is not installed),
-    is the program's own code failing, not a usage error: its traceback (which says where)
-    goes to standard error, then one line naming the target, and the status is
-    `EXIT_FAILED`, like a root that could not start.
+    A module whose import raises (a syntax error, a dependency that is not installed, its
+    own code) and a factory that raises are the program's own code failing, not usage
+    errors: the traceback (which says where) goes to standard error, then one line naming
+    the target, and the status is `EXIT_FAILED`, like a root that could not start. Only a
+    target that does not exist (no such module, package or attribute) is a usage error.
 
-    Options: ``--stop-timeout SECONDS`` (default 8), ``--patch`` (call
-    ``gevent.monkey.patch_all()`` before importing *module*; by default nothing is
-    patched), ``--log-format {auto,json,console,keep}`` and ``--log-level LEVEL``.
+    Options: ``--version`` (prints ``greenkeep <version>``, status 0), ``--stop-timeout
+    SECONDS`` (>= 0, default 8), ``--patch`` (call ``gevent.monkey.patch_all()`` before
+    importing *module*; by default nothing is patched), ``--log-format
+    {auto,json,console,keep}`` and ``--log-level LEVEL``; ``--help`` says what each does.
 
     Logging: if structlog is still unconfigured once *module* is imported (a module that
     calls ``structlog.configure()`` at import keeps its configuration, and so does
@@ -272,9 +275,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     renderer (``console``); ``auto`` picks console on a terminal and JSON otherwise.
 
     Returns:
-        The exit status (see the module's table); `EXIT_USAGE` for bad arguments or a
-        target that does not exist or is not a root; `EXIT_FAILED` for a module or factory
-        that raised.
+        The exit status, as in the module's table:
+
+        - `EXIT_OK` (0): the root stopped on a signal or on request, or ended on its own,
+          every child stopped; also ``--help`` and ``--version``.
+        - `EXIT_FAILED` (1): the module's import or the factory raised (traceback, then one
+          line), a child failed while starting, or greenkeep's manager crashed.
+        - `EXIT_USAGE` (2): bad arguments (argparse's usage line, then one line), or a
+          target that does not exist or is not a root (one line); nothing was started.
+        - `EXIT_GAVE_UP` (70): the root exceeded its restart intensity and gave up.
+        - `EXIT_UNSTOPPED` (71): stopped, but some children outlived ``--stop-timeout``.
+        - `EXIT_INTERRUPTED` (130): a worker raised ``KeyboardInterrupt``.
     """
     parser = _parser()
     try:
@@ -377,13 +388,25 @@ def _parser() -> argparse.ArgumentParser:
         prog="python -m greenkeep",
         description="Run a greenkeep root supervisor as this process's main job.",
     )
-    parser.add_argument("target", metavar="module:factory", help="e.g. myapp.workers:build")
+    parser.add_argument(
+        "target",
+        metavar="module:factory",
+        help="the root: a Supervisor or WorkerPool, or a callable with no required arguments "
+        "returning one, e.g. myapp.workers:build",
+    )
+    parser.add_argument(
+        "--version",
+        action="version",
+        version=f"greenkeep {__version__}",
+        help="print greenkeep's version (greenkeep X.Y.Z) and exit",
+    )
     parser.add_argument(
         "--stop-timeout",
         type=_seconds,
         default=DEFAULT_STOP_TIMEOUT,
         metavar="SECONDS",
-        help=f"bound on a graceful stop (default {DEFAULT_STOP_TIMEOUT:g})",
+        help=f"bound on a graceful stop, >= 0 (default {DEFAULT_STOP_TIMEOUT:g}); children "
+        "still running then are reported unstopped (exit status 71)",
     )
     parser.add_argument(
         "--patch",
@@ -391,12 +414,19 @@ def _parser() -> argparse.ArgumentParser:
         help="gevent.monkey.patch_all() before importing the module (default: no patching)",
     )
     parser.add_argument(
-        "--log-format", choices=("auto", "json", "console", "keep"), default="auto"
+        "--log-format",
+        choices=("auto", "json", "console", "keep"),
+        default="auto",
+        help="how to log when the module configured no structlog: json: one JSON object per "
+        "line on stderr; console: structlog's console renderer on stderr; auto: console on "
+        "a terminal, json otherwise (default); keep: configure nothing (structlog's own "
+        "defaults)",
     )
     parser.add_argument(
         "--log-level",
         choices=("debug", "info", "warning", "error", "critical"),
         default="info",
+        help="the lowest level logged, when greenkeep configures logging (default info)",
     )
     return parser
 

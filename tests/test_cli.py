@@ -1,6 +1,6 @@
 """
 ``python -m greenkeep`` at the door: what it says, and with which exit status, when what it is
-given cannot run.
+given cannot run, and its ``--version`` and ``--help``.
 
 Every case runs the real CLI in a child interpreter, on small target modules written to the
 test's own directory and put on ``PYTHONPATH``. (The roots that run, and how they end, are
@@ -10,12 +10,14 @@ tested in test_runner.py.)
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
+import greenkeep
 from greenkeep.runner import EXIT_FAILED, EXIT_OK, EXIT_USAGE
 
 #: Seconds a child interpreter gets to exit: a bound that turns a hang into a failure, never a
@@ -237,3 +239,36 @@ class TestArguments:
         assert "--stop-timeout" in line
         assert repr(value) in line
         assert "" == done.stdout  # the module was not imported
+
+    def test_version_prints_greenkeep_and_its_version(self, targets: Path) -> None:
+        done = greenkeep_cli(targets, "--version")
+
+        assert (EXIT_OK, f"greenkeep {greenkeep.__version__}\n", "") == (
+            done.returncode,
+            done.stdout,
+            done.stderr,
+        )
+
+    def test_every_option_has_help_text(self, targets: Path) -> None:
+        done = greenkeep_cli(targets, "--help")
+
+        assert EXIT_OK == done.returncode
+        options = done.stdout.split("\noptions:\n", 1)[1]
+        entries = re.split(r"\n(?=  -)", options.strip("\n"))
+        helps = {}
+        for entry in entries:
+            invocation, _, text = entry.strip().partition("  ")
+            option = re.findall(r"--[\w-]+", invocation)[-1]
+            helps[option] = " ".join(text.split())
+        assert {
+            "--help",
+            "--version",
+            "--stop-timeout",
+            "--patch",
+            "--log-format",
+            "--log-level",
+        } <= set(helps)
+        assert all(helps.values()), helps
+        for word in ("auto", "json", "console", "keep"):
+            assert f"{word}:" in helps["--log-format"]
+        assert "lowest level" in helps["--log-level"]
