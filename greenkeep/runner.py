@@ -10,11 +10,15 @@ act on:
 constant                value  meaning
 ======================  =====  =============================================================
 `EXIT_OK`               0      stopped on request (a signal, or ``stop()`` from the program)
-                               or ended on its own (``auto_shutdown``), every child stopped
-`EXIT_FAILED`           1      could not start (``ChildStartError``), or greenkeep's manager
-                               crashed
-`EXIT_USAGE`            2      ``python -m greenkeep`` only: bad arguments, or the factory
-                               could not be imported or did not return a supervisor
+                               or ended on its own (``auto_shutdown``), every child stopped;
+                               also ``python -m greenkeep --help`` and ``--version``
+`EXIT_FAILED`           1      could not start (``ChildStartError``; for ``python -m
+                               greenkeep`` also: importing the module or calling the factory
+                               raised), or greenkeep's manager crashed
+`EXIT_USAGE`            2      ``python -m greenkeep`` only: bad arguments, or the target does
+                               not exist (no such module or attribute) or is not a root:
+                               neither a supervisor nor a callable with no required
+                               arguments that returns one
 `EXIT_GAVE_UP`          70     the root exceeded its restart intensity and gave up
 `EXIT_UNSTOPPED`        71     stopped, but some children did not stop within their bound
 `EXIT_INTERRUPTED`      130    a worker raised ``KeyboardInterrupt`` (128 + ``SIGINT``)
@@ -31,9 +35,12 @@ from __future__ import annotations
 import argparse
 import contextlib
 import importlib
+import inspect
+import math
 import os
 import signal
 import sys
+import traceback
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any, Final
 
@@ -45,8 +52,10 @@ from greenkeep._errors import ChildStartError, InvalidArgumentError, RestartInte
 from greenkeep._event_names import EventLogger
 from greenkeep._events import ProcessReporter
 from greenkeep._pool import WorkerPool
+from greenkeep._render import error_text, safe_repr, safe_str, type_name
 from greenkeep._states import RUNNING
 from greenkeep._supervisor import Supervisor
+from greenkeep._version import __version__
 
 __all__ = [
     "EXIT_FAILED",
@@ -97,9 +106,10 @@ def run(
     child is being started. When `run` returns, the signals' previous handlers are back.
 
     Args:
-        root: A `Supervisor` or `WorkerPool`, or a callable that builds one (called once,
-            in this process). A root that is already running is adopted; a new, stopped or
-            failed one is started.
+        root: A `Supervisor` or `WorkerPool`, or a callable with no required arguments that
+            builds one (called once, in this process; what it raises propagates
+            unchanged). A root that is already running is adopted; a new, stopped or failed
+            one is started.
 
         stop_timeout: Seconds the stop may take in all; ``None`` means each child's own
             shutdown policy (a child with ``"infinity"`` may then keep the process alive).
@@ -115,8 +125,9 @@ def run(
         (see the module's table).
 
     Raises:
-        InvalidArgumentError: If *root* is not a supervisor, does not build one, or
-            *stop_timeout* is not ``None`` or seconds >= 0.
+        InvalidArgumentError: If *root* is not a supervisor, is a callable with required
+            arguments (such as a WSGI application; it is not called), returns something
+            else than a supervisor, or *stop_timeout* is not ``None`` or seconds >= 0.
     """
     stop_timeout = check_timeout("run()", stop_timeout)
     root = _root(root)
@@ -127,17 +138,36 @@ def run(
         return _run(root, stop_timeout, log)
 
 
+#: What a root may be given as, in `run` and ``python -m greenkeep``'s usage errors.
+_ALLOWED_ROOT: Final = (
+    "a Supervisor, a WorkerPool or a callable with no required arguments returning one"
+)
+
+
 def _root(root: object) -> Supervisor | WorkerPool:
     if isinstance(root, (Supervisor, WorkerPool)):
         return root
-    if not callable(root):
-        allowed = "a Supervisor, a WorkerPool or a callable returning one"
-        raise InvalidArgumentError("run()", "root", allowed, root)
+    if not callable(root) or _required_arguments(root):
+        # Refused before the call: calling, e.g., a WSGI application with no arguments
+        # would raise a TypeError that says nothing about run().
+        raise InvalidArgumentError("run()", "root", _ALLOWED_ROOT, root)
     built = root()
     if not isinstance(built, (Supervisor, WorkerPool)):
         allowed = "a factory that returns a Supervisor or a WorkerPool"
         raise InvalidArgumentError("run()", "root", allowed, built)
     return built
+
+
+def _required_arguments(factory: Callable[..., object]) -> list[str]:
+    """The names of *factory*'s parameters that a call without arguments leaves unfilled.
+    Empty for a callable whose signature cannot be read (a builtin without one): calling it
+    is then the only test."""
+    try:
+        parameters = inspect.signature(factory).parameters.values()
+    except Exception:
+        return []
+    variadic = (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD)
+    return [p.name for p in parameters if p.default is p.empty and p.kind not in variadic]
 
 
 @contextlib.contextmanager
@@ -218,11 +248,25 @@ def _finish(
 def main(argv: Sequence[str] | None = None) -> int:
     """
     ``python -m greenkeep [options] module:factory``: import *module*, get the root from
-    *factory* (a `Supervisor`/`WorkerPool`, or a callable returning one) and `run` it.
+    *factory* (a `Supervisor`/`WorkerPool`, or a callable with no required arguments
+    returning one) and `run` it.
 
-    Options: ``--stop-timeout SECONDS`` (default 8), ``--patch`` (call
-    ``gevent.monkey.patch_all()`` before importing *module*; by default nothing is
-    patched), ``--log-format {auto,json,console,keep}`` and ``--log-level LEVEL``.
+    The target is checked at the door, before anything starts (no signal handler, no
+    ``runner_started``): one that is not a root is a usage error, said on one line of
+    standard error that names it, what is allowed and what arrived (a WSGI application,
+    ``def application(environ, start_response)``, is refused without being called; a
+    factory that returned ``None`` is named with what it returned).
+
+    A module whose import raises (a syntax error, a dependency that is not installed, its
+    own code) and a factory that raises are the program's own code failing, not usage
+    errors: the traceback (which says where) goes to standard error, then one line naming
+    the target, and the status is `EXIT_FAILED`, like a root that could not start. Only a
+    target that does not exist (no such module, package or attribute) is a usage error.
+
+    Options: ``--version`` (prints ``greenkeep <version>``, status 0), ``--stop-timeout
+    SECONDS`` (>= 0, default 8), ``--patch`` (call ``gevent.monkey.patch_all()`` before
+    importing *module*; by default nothing is patched), ``--log-format
+    {auto,json,console,keep}`` and ``--log-level LEVEL``; ``--help`` says what each does.
 
     Logging: if structlog is still unconfigured once *module* is imported (a module that
     calls ``structlog.configure()`` at import keeps its configuration, and so does
@@ -231,36 +275,112 @@ def main(argv: Sequence[str] | None = None) -> int:
     renderer (``console``); ``auto`` picks console on a terminal and JSON otherwise.
 
     Returns:
-        The exit status (see the module's table); `EXIT_USAGE` for bad arguments or a
-        factory that cannot be imported or does not build a supervisor.
+        The exit status, as in the module's table:
+
+        - `EXIT_OK` (0): the root stopped on a signal or on request, or ended on its own,
+          every child stopped; also ``--help`` and ``--version``.
+        - `EXIT_FAILED` (1): the module's import or the factory raised (traceback, then one
+          line), a child failed while starting, or greenkeep's manager crashed.
+        - `EXIT_USAGE` (2): bad arguments (argparse's usage line, then one line), or a
+          target that does not exist or is not a root (one line); nothing was started.
+        - `EXIT_GAVE_UP` (70): the root exceeded its restart intensity and gave up.
+        - `EXIT_UNSTOPPED` (71): stopped, but some children outlived ``--stop-timeout``.
+        - `EXIT_INTERRUPTED` (130): a worker raised ``KeyboardInterrupt``.
     """
     parser = _parser()
     try:
         args = parser.parse_args(argv)
     except SystemExit as exit_:  # argparse exits 2 on bad arguments, 0 on --help
         return int(exit_.code or 0)
-    if args.stop_timeout < 0:
-        parser.print_usage(sys.stderr)
-        print("python -m greenkeep: --stop-timeout must be >= 0", file=sys.stderr)
-        return EXIT_USAGE
     if args.patch:
         from gevent import monkey
 
         monkey.patch_all()
     try:
-        factory = _load(args.target)
+        target = _load(args.target)
+    except _UsageError as error:
+        return _usage_error(str(error))
     except Exception as error:
-        print(f"python -m greenkeep: cannot load {args.target!r}: {error}", file=sys.stderr)
-        return EXIT_USAGE
+        return _failed(args.target, f"importing it raised {error_text(error)}", error)
     if args.log_format != "keep" and not structlog.is_configured():
         _configure_structlog(args.log_format, args.log_level)
     try:
-        status = run(factory, stop_timeout=args.stop_timeout)  # type: ignore[arg-type]
-    except InvalidArgumentError as error:
-        print(f"python -m greenkeep: {args.target!r}: {error}", file=sys.stderr)
-        return EXIT_USAGE
+        root = _build(args.target, target)
+    except _UsageError as error:
+        return _usage_error(str(error))
+    except Exception as error:
+        return _failed(args.target, f"its factory raised {error_text(error)}", error)
+    status = run(root, stop_timeout=args.stop_timeout)
     _release_broken_streams()
     return status
+
+
+class _UsageError(Exception):
+    """What is wrong with ``python -m greenkeep``'s arguments (`main` says it on one line
+    and returns `EXIT_USAGE`)."""
+
+
+def _usage_error(message: str) -> int:
+    """Say *message* on one line of standard error (newlines in it become spaces); return
+    `EXIT_USAGE`."""
+    print("python -m greenkeep: " + " ".join(message.splitlines()), file=sys.stderr)
+    return EXIT_USAGE
+
+
+def _failed(target: str, what: str, error: BaseException) -> int:
+    """The user's code raised *error* before anything started: its traceback, then one line
+    naming *target* and saying *what* failed; return `EXIT_FAILED`."""
+    traceback.print_exception(type(error), error, error.__traceback__, file=sys.stderr)
+    line = f"{target!r} failed: {what}; nothing was started"
+    print("python -m greenkeep: " + " ".join(line.splitlines()), file=sys.stderr)
+    return EXIT_FAILED
+
+
+def _build(target: str, obj: object) -> Supervisor | WorkerPool:
+    """
+    The root that *obj* (what *target* names) is or builds, checked at the door, before
+    anything starts: a `Supervisor` or `WorkerPool` is taken as it is; a callable with no
+    required arguments is called once (in this process) and must return one.
+
+    Raises:
+        _UsageError: If *obj* is neither, or its call returned something else.
+        Exception: Whatever the call raised, unchanged: the user's code failed.
+    """
+    if isinstance(obj, (Supervisor, WorkerPool)):
+        return obj
+    if not callable(obj):
+        raise _UsageError(_not_a_root(target, _describe(obj)))
+    required = _required_arguments(obj)
+    if required:
+        got = f"{_describe(obj)}, which requires arguments: {', '.join(required)}"
+        raise _UsageError(_not_a_root(target, got))
+    built = obj()
+    if not isinstance(built, (Supervisor, WorkerPool)):
+        got = f"{_describe(obj)}, which returned {_describe(built)}"
+        raise _UsageError(_not_a_root(target, got))
+    return built
+
+
+def _not_a_root(target: str, got: str) -> str:
+    return f"module:factory {target!r} must be {_ALLOWED_ROOT} (got {got})"
+
+
+def _describe(value: object) -> str:
+    """
+    What arrived, in a usage error: ``None``; a callable's kind, name and signature
+    (``function application(environ, start_response)``); anything else's type and repr
+    (``int 3``). Bounded; never raises.
+    """
+    if value is None:
+        return "None"
+    try:
+        name = getattr(value, "__qualname__", None)
+        if callable(value) and isinstance(name, str):
+            kind = "class" if isinstance(value, type) else type_name(value)
+            return safe_str(f"{kind} {name}{inspect.signature(value)}", 300)
+    except Exception:
+        pass  # no readable signature: the repr below
+    return f"{type_name(value)} {safe_repr(value)}"
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -268,13 +388,25 @@ def _parser() -> argparse.ArgumentParser:
         prog="python -m greenkeep",
         description="Run a greenkeep root supervisor as this process's main job.",
     )
-    parser.add_argument("target", metavar="module:factory", help="e.g. myapp.workers:build")
+    parser.add_argument(
+        "target",
+        metavar="module:factory",
+        help="the root: a Supervisor or WorkerPool, or a callable with no required arguments "
+        "returning one, e.g. myapp.workers:build",
+    )
+    parser.add_argument(
+        "--version",
+        action="version",
+        version=f"greenkeep {__version__}",
+        help="print greenkeep's version (greenkeep X.Y.Z) and exit",
+    )
     parser.add_argument(
         "--stop-timeout",
-        type=float,
+        type=_seconds,
         default=DEFAULT_STOP_TIMEOUT,
         metavar="SECONDS",
-        help=f"bound on a graceful stop (default {DEFAULT_STOP_TIMEOUT:g})",
+        help=f"bound on a graceful stop, >= 0 (default {DEFAULT_STOP_TIMEOUT:g}); children "
+        "still running then are reported unstopped (exit status 71)",
     )
     parser.add_argument(
         "--patch",
@@ -282,14 +414,33 @@ def _parser() -> argparse.ArgumentParser:
         help="gevent.monkey.patch_all() before importing the module (default: no patching)",
     )
     parser.add_argument(
-        "--log-format", choices=("auto", "json", "console", "keep"), default="auto"
+        "--log-format",
+        choices=("auto", "json", "console", "keep"),
+        default="auto",
+        help="how to log when the module configured no structlog: json: one JSON object per "
+        "line on stderr; console: structlog's console renderer on stderr; auto: console on "
+        "a terminal, json otherwise (default); keep: configure nothing (structlog's own "
+        "defaults)",
     )
     parser.add_argument(
         "--log-level",
         choices=("debug", "info", "warning", "error", "critical"),
         default="info",
+        help="the lowest level logged, when greenkeep configures logging (default info)",
     )
     return parser
+
+
+def _seconds(text: str) -> float:
+    """``--stop-timeout``'s value: a number of seconds >= 0 (``inf`` too); argparse turns
+    the error into a usage error that names the option."""
+    try:
+        seconds = float(text)
+    except ValueError:
+        seconds = math.nan
+    if not seconds >= 0:  # NaN too
+        raise argparse.ArgumentTypeError(f"must be a number of seconds >= 0 (got {text!r})")
+    return seconds
 
 
 def _release_broken_streams() -> None:
@@ -309,13 +460,42 @@ def _release_broken_streams() -> None:
 
 
 def _load(target: str) -> object:
+    """
+    The object that *target* (``module:attribute``, the attribute possibly dotted) names,
+    importing its module.
+
+    Raises:
+        _UsageError: If *target* is not of that form (a relative module too), its module
+            (or a package on its path) does not exist, or the attribute does not.
+        Exception: Whatever else importing the module raised, unchanged: the module's own
+            code failed (a module it imports that is missing, too).
+    """
     module_name, sep, attribute = target.partition(":")
-    if not sep or not module_name or not attribute:
-        raise ValueError("expected module:factory, e.g. myapp.workers:build")
-    obj: object = importlib.import_module(module_name)
+    if not sep or not module_name or not attribute or module_name.startswith("."):
+        raise _UsageError(
+            f"cannot load {target!r}: expected module:factory with an absolute module name, "
+            "e.g. myapp.workers:build"
+        )
+    try:
+        obj: object = importlib.import_module(module_name)
+    except ModuleNotFoundError as error:
+        if not _on_the_path(module_name, error.name):
+            raise
+        raise _UsageError(f"cannot load {target!r}: {error}") from None
     for part in attribute.split("."):
-        obj = getattr(obj, part)
+        try:
+            obj = getattr(obj, part)
+        except AttributeError as error:
+            raise _UsageError(f"cannot load {target!r}: {error}") from None
     return obj
+
+
+def _on_the_path(module_name: str, missing: str | None) -> bool:
+    """Whether the *missing* module is *module_name* or one of its packages (the target is
+    wrong), rather than something the module's own code imports."""
+    return missing is not None and (
+        module_name == missing or module_name.startswith(missing + ".")
+    )
 
 
 def _configure_structlog(log_format: str, level: str) -> None:

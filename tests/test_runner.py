@@ -303,3 +303,35 @@ class TestRunFunction:
             built.value.field,
             timeout.value.field,
         ]
+
+    def test_rejects_a_callable_with_required_arguments_without_calling_it(self) -> None:
+        """A WSGI application is not a factory: run() says so (InvalidArgumentError naming
+        the root) instead of calling it and leaking the call's TypeError."""
+        called: list[object] = []
+
+        def application(environ: object, start_response: object) -> list[bytes]:
+            called.append(environ)
+            return []
+
+        with pytest.raises(greenkeep.InvalidArgumentError) as refused:
+            run(application)  # type: ignore[arg-type]
+
+        assert ("run()", "root", application, []) == (
+            refused.value.owner,
+            refused.value.field,
+            refused.value.got,
+            called,
+        )
+        assert "a callable with no required arguments" in str(refused.value)
+
+    def test_what_the_factory_raises_propagates_unchanged(self) -> None:
+        """A factory that raises (even a TypeError) is the program's own failure: run()
+        lets it through as it is."""
+
+        def build() -> Supervisor:
+            raise TypeError("the factory's own bug")
+
+        with pytest.raises(TypeError, match="the factory's own bug") as raised:
+            run(build)
+
+        assert not isinstance(raised.value, greenkeep.InvalidArgumentError)
