@@ -27,7 +27,7 @@ from greenkeep._errors import (
 from greenkeep._event_names import EVENT_LEVELS, EventLogger, Subscriber
 from greenkeep._exits import ExitKind, ExitRecord
 from greenkeep._heartbeat import beat, heartbeat
-from greenkeep._intensity import UNLIMITED
+from greenkeep._intensity import UNLIMITED, UnlimitedType
 from greenkeep._pool import RestartMode, WorkerHandle, WorkerPool
 from greenkeep._reports import ChildCounts, ChildInfo, StopReport, Unstopped
 from greenkeep._rules import AutoShutdown, Strategy
@@ -69,6 +69,7 @@ __all__ = [
     "Supervisor",
     "SupervisorAlreadyStartedError",
     "SupervisorNotRunningError",
+    "UnlimitedType",
     "Unstopped",
     "WorkerHandle",
     "WorkerInfo",

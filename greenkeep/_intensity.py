@@ -10,15 +10,18 @@ from __future__ import annotations
 import math
 from collections import deque
 
-__all__ = ["UNLIMITED", "RestartIntensity", "intensity_problems"]
+__all__ = ["UNLIMITED", "RestartIntensity", "UnlimitedType", "intensity_problems"]
 
 
-class _Unlimited:
-    """The type of `UNLIMITED`."""
+class UnlimitedType:
+    """
+    The type of `UNLIMITED`, its only instance (calling it returns `UNLIMITED`), for
+    annotations: ``max_restarts: int | UnlimitedType``.
+    """
 
-    _instance: _Unlimited | None = None
+    _instance: UnlimitedType | None = None
 
-    def __new__(cls) -> _Unlimited:
+    def __new__(cls) -> UnlimitedType:
         if cls._instance is None:
             cls._instance = super().__new__(cls)
         return cls._instance
@@ -29,6 +32,9 @@ class _Unlimited:
     def __reduce__(self) -> str:
         return "UNLIMITED"
 
+
+#: The name this module's code uses for `UnlimitedType`.
+_Unlimited = UnlimitedType
 
 #: ``max_restarts=UNLIMITED`` turns restart intensity off. Meant for benchmarks: a
 #: supervisor that never gives up can spin on a crash loop forever.
@@ -51,7 +57,7 @@ class RestartIntensity:
 
     __slots__ = ("_limit", "_times", "in_window", "max_restarts", "period", "total")
 
-    def __init__(self, max_restarts: int | _Unlimited, period: float) -> None:
+    def __init__(self, max_restarts: int | UnlimitedType, period: float) -> None:
         self.max_restarts = max_restarts
         self.period = period
         self.total = 0
@@ -97,7 +103,7 @@ class RestartIntensity:
             return None
         return self._limit - len(self._times)
 
-    def resized(self, max_restarts: int | _Unlimited) -> RestartIntensity:
+    def resized(self, max_restarts: int | UnlimitedType) -> RestartIntensity:
         """A window with a new budget that keeps this one's restarts and total (a pool's
         budget follows its size)."""
         window = RestartIntensity(max_restarts, self.period)

@@ -21,7 +21,7 @@ from greenkeep._config import make_config
 from greenkeep._errors import InvalidArgumentError, InvalidSpecError, SpecProblem
 from greenkeep._event_names import EventLogger, Subscriber
 from greenkeep._exits import ExitRecord
-from greenkeep._intensity import _Unlimited
+from greenkeep._intensity import UnlimitedType
 from greenkeep._launch import kill
 from greenkeep._manager import Manager
 from greenkeep._pool_run import RESTARTS_PER_WORKER, PoolRun, Worker
@@ -127,7 +127,7 @@ class WorkerPool(Manager[PoolRun]):
         mode: RestartMode | str = RestartMode.FRESH,
         restart: Restart | str = Restart.PERMANENT,
         shutdown: float | Shutdown | str | None = None,
-        max_restarts: int | _Unlimited | None = None,
+        max_restarts: int | UnlimitedType | None = None,
         period: float = 5.0,
         name: str = "pool",
         logger: EventLogger | None = None,
@@ -185,7 +185,7 @@ class WorkerPool(Manager[PoolRun]):
         return self._mode
 
     @property
-    def max_restarts(self) -> int | _Unlimited:
+    def max_restarts(self) -> int | UnlimitedType:
         """The current restart budget per window."""
         if self._run is not None:
             return self._run.intensity.max_restarts

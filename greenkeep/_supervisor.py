@@ -15,7 +15,7 @@ from greenkeep._check import check_choice
 from greenkeep._config import make_config
 from greenkeep._errors import ChildNotFoundError, InvalidSpecError, SpecProblem
 from greenkeep._event_names import EventLogger, Subscriber
-from greenkeep._intensity import _Unlimited
+from greenkeep._intensity import UnlimitedType
 from greenkeep._manager import Manager
 from greenkeep._reports import ChildCounts, ChildInfo
 from greenkeep._rules import AutoShutdown, Strategy, child_state
@@ -65,7 +65,7 @@ class Supervisor(Manager[SupervisorRun]):
         children: Sequence[ChildSpec] = (),
         *,
         strategy: Strategy | str = Strategy.ONE_FOR_ONE,
-        max_restarts: int | _Unlimited = 3,
+        max_restarts: int | UnlimitedType = 3,
         period: float = 5.0,
         name: str = "supervisor",
         auto_shutdown: AutoShutdown | str = AutoShutdown.NEVER,
