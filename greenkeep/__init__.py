@@ -26,6 +26,7 @@ from greenkeep._errors import (
 )
 from greenkeep._event_names import EVENT_LEVELS, EventLogger, Subscriber
 from greenkeep._exits import ExitKind, ExitRecord
+from greenkeep._exports import fix_module_metadata as _fix_module_metadata
 from greenkeep._heartbeat import beat, heartbeat
 from greenkeep._intensity import UNLIMITED, UnlimitedType
 from greenkeep._pool import RestartMode, WorkerHandle, WorkerPool
@@ -81,3 +82,8 @@ __all__ = [
     "ready",
     "stop_signal",
 ]
+
+# Last: every exported class and function reports "greenkeep" as its module (tracebacks
+# print greenkeep.InvalidSpecError, not greenkeep._errors.InvalidSpecError).
+_fix_module_metadata(globals())
+del _fix_module_metadata
