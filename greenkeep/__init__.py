@@ -32,7 +32,7 @@ from greenkeep._intensity import UNLIMITED, UnlimitedType
 from greenkeep._pool import RestartMode, WorkerHandle, WorkerPool
 from greenkeep._reports import ChildCounts, ChildInfo, StopReport, Unstopped
 from greenkeep._rules import AutoShutdown, Strategy
-from greenkeep._spec import ChildSpec, Restart, Shutdown
+from greenkeep._spec import ChildSpec, Restart, Shutdown, Subtree
 from greenkeep._supervisor import Supervisor
 from greenkeep._version import __version__
 
@@ -67,6 +67,7 @@ __all__ = [
     "StopSignal",
     "Strategy",
     "Subscriber",
+    "Subtree",
     "Supervisor",
     "SupervisorAlreadyStartedError",
     "SupervisorNotRunningError",

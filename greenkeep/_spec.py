@@ -38,6 +38,9 @@ class Subtree:
     """
     The base of `Supervisor` and `WorkerPool`: what makes an object a subtree, a valid
     child target that runs a supervisor of its own, and what its parent calls.
+
+    Public for annotations and ``isinstance`` (``ChildSpec``'s *target* is a callable or a
+    `Subtree`); greenkeep supports no subclasses but its own two.
     """
 
     __slots__ = ()

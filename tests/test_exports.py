@@ -247,6 +247,95 @@ def test_class_annotations_still_resolve() -> None:
     assert dataclasses.replace(greenkeep.ChildCounts(1, 1, 0, 1), active=0).active == 0
 
 
+# ---------------------------------------------------------------------- public signatures
+
+#: Stand-ins for the names that public signatures import only for type checkers (typeshed's
+#: WSGI types, which do not exist at run time), so that get_type_hints can evaluate them.
+_CHECKER_ONLY: dict[str, object] = {
+    "WSGIApplication": typing.Any,
+    "WSGIEnvironment": typing.Any,
+    "StartResponse": typing.Any,
+}
+
+#: Parameters of public callables that users never pass, with the private type they take.
+_INTERNAL_PARAMETERS = {
+    # Handles come from WorkerPool.worker(); the constructor takes the pool's own record.
+    ("greenkeep.WorkerHandle.__init__", "record"),
+}
+
+#: The dunder methods whose signatures users see (the others are Python's protocols).
+_PUBLIC_DUNDERS = frozenset({"__init__", "__new__", "__call__", "__enter__", "__exit__"})
+
+
+def _public_callables() -> list[tuple[str, object]]:
+    # (where, function or class) for every exported function, every exported class (its
+    # annotations), and every public method, property and constructor a user can reach on an
+    # exported class, inherited ones included.
+    found: list[tuple[str, object]] = []
+    for module, name, value in _exports():
+        where = f"{module}.{name}"
+        if inspect.isfunction(value):
+            found.append((where, value))
+        if not (inspect.isclass(value) and _defined_here(value)):
+            continue
+        found.append((where, value))
+        members: dict[str, object] = {}
+        for klass in reversed(value.__mro__):
+            if str(klass.__module__).startswith("greenkeep"):
+                members.update(_class_members(klass))
+        found += [
+            (f"{where}.{attr}", member)
+            for attr, member in members.items()
+            if (not attr.startswith("_") or attr in _PUBLIC_DUNDERS) and inspect.isfunction(member)
+        ]
+    return found
+
+
+def _named_classes(hint: object) -> typing.Iterator[type]:
+    # Every class an evaluated annotation names: in unions, generics, Callable's argument
+    # lists, a TypeVar's bound and constraints (a Literal's values are values, not classes).
+    if isinstance(hint, (list, tuple)):
+        for item in hint:
+            yield from _named_classes(item)
+    elif isinstance(hint, typing.TypeVar):
+        yield from _named_classes((hint.__bound__, *hint.__constraints__))
+    elif typing.get_origin(hint) is not None:
+        origin = typing.get_origin(hint)
+        if isinstance(origin, type):
+            yield origin
+        if origin is not typing.Literal:
+            yield from _named_classes(typing.get_args(hint))
+    elif isinstance(hint, type):
+        yield hint
+
+
+def test_public_signatures_name_only_public_types() -> None:
+    """No annotation of a public callable, or of a public class's attributes, names a class
+    whose module is private (what mypy's messages and get_type_hints show users)."""
+    private = []
+    for where, obj in _public_callables():
+        hints = typing.get_type_hints(obj, localns=_CHECKER_ONLY)
+        for key, hint in hints.items():
+            if key.startswith("_") or (where, key) in _INTERNAL_PARAMETERS:
+                continue
+            private += [
+                f"{where}: {key}: {cls.__module__}.{cls.__qualname__}"
+                for cls in _named_classes(hint)
+                if cls.__module__.startswith("greenkeep._")
+            ]
+
+    assert len(_public_callables()) > 150
+    assert [] == private
+
+
+def test_internal_parameters_are_still_there() -> None:
+    """The exceptions above name parameters that exist (a renamed one must leave the list)."""
+    callables = dict(_public_callables())
+
+    for where, parameter in _INTERNAL_PARAMETERS:
+        assert parameter in inspect.signature(callables[where]).parameters
+
+
 # ---------------------------------------------------------------------- the fixup's edges
 
 
