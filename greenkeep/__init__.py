@@ -29,10 +29,17 @@ from greenkeep._exits import ExitKind, ExitRecord
 from greenkeep._exports import fix_module_metadata as _fix_module_metadata
 from greenkeep._heartbeat import beat, heartbeat
 from greenkeep._intensity import UNLIMITED, UnlimitedType
-from greenkeep._pool import RestartMode, WorkerHandle, WorkerPool
+from greenkeep._pool import RestartMode, RestartModeValue, WorkerHandle, WorkerPool
 from greenkeep._reports import ChildCounts, ChildInfo, StopReport, Unstopped
-from greenkeep._rules import AutoShutdown, Strategy
-from greenkeep._spec import ChildSpec, Restart, Shutdown, Subtree
+from greenkeep._rules import AutoShutdown, AutoShutdownValue, Strategy, StrategyValue
+from greenkeep._spec import (
+    ChildSpec,
+    Restart,
+    RestartValue,
+    Shutdown,
+    ShutdownValue,
+    Subtree,
+)
 from greenkeep._supervisor import Supervisor
 from greenkeep._version import __version__
 
@@ -40,6 +47,7 @@ __all__ = [
     "EVENT_LEVELS",
     "UNLIMITED",
     "AutoShutdown",
+    "AutoShutdownValue",
     "Backoff",
     "CalledFromManagerError",
     "ChildAlreadyPresentError",
@@ -61,11 +69,15 @@ __all__ = [
     "Restart",
     "RestartIntensityExceeded",
     "RestartMode",
+    "RestartModeValue",
+    "RestartValue",
     "Shutdown",
+    "ShutdownValue",
     "SpecProblem",
     "StopReport",
     "StopSignal",
     "Strategy",
+    "StrategyValue",
     "Subscriber",
     "Subtree",
     "Supervisor",

@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextvars
 import enum
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import Any
+from typing import Any, Literal
 
 import gevent.event
 
@@ -28,9 +28,9 @@ from greenkeep._pool_run import RESTARTS_PER_WORKER, PoolRun, Worker
 from greenkeep._reports import ChildCounts, ChildInfo
 from greenkeep._rules import child_state
 from greenkeep._snapshot import charged
-from greenkeep._spec import ChildSpec, Restart, Shutdown
+from greenkeep._spec import ChildSpec, Restart, RestartValue, Shutdown, ShutdownValue
 
-__all__ = ["RestartMode", "WorkerHandle", "WorkerPool"]
+__all__ = ["RestartMode", "RestartModeValue", "WorkerHandle", "WorkerPool"]
 
 
 class RestartMode(str, enum.Enum):
@@ -43,6 +43,10 @@ class RestartMode(str, enum.Enum):
     #: times cheaper, with documented differences (greenlet identity and ``gevent.local``
     #: state persist).
     REUSE = "reuse"
+
+
+#: The values of `RestartMode`, which ``mode=`` accepts as strings too.
+RestartModeValue = Literal["fresh", "reuse"]
 
 
 class WorkerHandle:
@@ -124,9 +128,9 @@ class WorkerPool(Manager[PoolRun]):
         *,
         args: Sequence[object] = (),
         kwargs: Mapping[str, object] | None = None,
-        mode: RestartMode | str = RestartMode.FRESH,
-        restart: Restart | str = Restart.PERMANENT,
-        shutdown: float | Shutdown | str | None = None,
+        mode: RestartMode | RestartModeValue = RestartMode.FRESH,
+        restart: Restart | RestartValue = Restart.PERMANENT,
+        shutdown: float | Shutdown | ShutdownValue | None = None,
         max_restarts: int | UnlimitedType | None = None,
         period: float = 5.0,
         name: str = "pool",

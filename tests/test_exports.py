@@ -336,6 +336,92 @@ def test_internal_parameters_are_still_there() -> None:
         assert parameter in inspect.signature(callables[where]).parameters
 
 
+# ---------------------------------------------------------------------- choices as Literal types
+
+#: Each exported Literal alias and the enum whose values it spells out.
+CHOICES = [
+    (greenkeep.StrategyValue, greenkeep.Strategy),
+    (greenkeep.RestartValue, greenkeep.Restart),
+    (greenkeep.ShutdownValue, greenkeep.Shutdown),
+    (greenkeep.AutoShutdownValue, greenkeep.AutoShutdown),
+    (greenkeep.RestartModeValue, greenkeep.RestartMode),
+]
+
+
+@pytest.mark.parametrize(("literal", "choices"), CHOICES, ids=[c.__name__ for _, c in CHOICES])
+def test_literal_values_are_the_enum_values(literal: object, choices: type[enum.Enum]) -> None:
+    """Each Literal alias lists exactly its enum's values, in order: they cannot drift."""
+    assert typing.get_origin(literal) is typing.Literal
+    assert typing.get_args(literal) == tuple(member.value for member in choices)
+
+
+def test_every_exported_choice_enum_has_a_literal() -> None:
+    """Every exported enum that a constructor accepts as a string has its alias above."""
+    accepted = {
+        cls
+        for where, obj in _public_callables()
+        if where.endswith(".__init__")
+        for hint in typing.get_type_hints(obj, localns=_CHECKER_ONLY).values()
+        for cls in _named_classes(hint)
+        if issubclass(cls, enum.Enum)
+    }
+
+    assert accepted == {choices for _, choices in CHOICES}
+
+
+@pytest.mark.parametrize(
+    ("callable_", "parameter", "expected"),
+    [
+        (greenkeep.Supervisor, "strategy", greenkeep.Strategy | greenkeep.StrategyValue),
+        (
+            greenkeep.Supervisor,
+            "auto_shutdown",
+            greenkeep.AutoShutdown | greenkeep.AutoShutdownValue,
+        ),
+        (greenkeep.ChildSpec, "restart", greenkeep.Restart | greenkeep.RestartValue),
+        (
+            greenkeep.ChildSpec,
+            "shutdown",
+            float | greenkeep.Shutdown | greenkeep.ShutdownValue | None,
+        ),
+        (greenkeep.WorkerPool, "mode", greenkeep.RestartMode | greenkeep.RestartModeValue),
+        (greenkeep.WorkerPool, "restart", greenkeep.Restart | greenkeep.RestartValue),
+        (
+            greenkeep.WorkerPool,
+            "shutdown",
+            float | greenkeep.Shutdown | greenkeep.ShutdownValue | None,
+        ),
+    ],
+)
+def test_choices_are_typed_as_enum_or_literal(
+    callable_: type, parameter: str, expected: object
+) -> None:
+    """A choice is typed as its enum or one of its values (not any str), so a typo is a type
+    error; *shutdown* also takes seconds and None."""
+    assert typing.get_type_hints(callable_.__init__)[parameter] == expected
+
+
+@pytest.mark.parametrize(
+    ("build", "field"),
+    [
+        (lambda: greenkeep.Supervisor(strategy="one_for_on"), "strategy"),
+        (lambda: greenkeep.Supervisor(auto_shutdown="any"), "auto_shutdown"),
+        (lambda: greenkeep.ChildSpec("a", print, restart="permanant"), "restart"),
+        (lambda: greenkeep.ChildSpec("a", print, shutdown="brutally"), "shutdown"),
+        (lambda: greenkeep.WorkerPool(print, 1, mode="fressh"), "mode"),
+    ],
+    ids=["strategy", "auto_shutdown", "restart", "shutdown", "mode"],
+)
+def test_a_typo_is_still_refused_at_run_time(
+    build: typing.Callable[[], object], field: str
+) -> None:
+    """Python does not enforce Literal types: the run-time check of the strings stays."""
+    with pytest.raises(greenkeep.InvalidSpecError) as caught:
+        build()
+
+    assert caught.value.field == field
+
+
 # ---------------------------------------------------------------------- the fixup's edges
 
 
