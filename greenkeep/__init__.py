@@ -26,12 +26,20 @@ from greenkeep._errors import (
 )
 from greenkeep._event_names import EVENT_LEVELS, EventLogger, Subscriber
 from greenkeep._exits import ExitKind, ExitRecord
+from greenkeep._exports import fix_module_metadata as _fix_module_metadata
 from greenkeep._heartbeat import beat, heartbeat
-from greenkeep._intensity import UNLIMITED
-from greenkeep._pool import MAX_POOL_SIZE, RestartMode, WorkerHandle, WorkerPool
+from greenkeep._intensity import UNLIMITED, UnlimitedType
+from greenkeep._pool import MAX_POOL_SIZE, RestartMode, RestartModeValue, WorkerHandle, WorkerPool
 from greenkeep._reports import ChildCounts, ChildInfo, StopReport, Unstopped
-from greenkeep._rules import AutoShutdown, Strategy
-from greenkeep._spec import ChildSpec, Restart, Shutdown
+from greenkeep._rules import AutoShutdown, AutoShutdownValue, Strategy, StrategyValue
+from greenkeep._spec import (
+    ChildSpec,
+    Restart,
+    RestartValue,
+    Shutdown,
+    ShutdownValue,
+    Subtree,
+)
 from greenkeep._supervisor import Supervisor
 from greenkeep._version import __version__
 
@@ -40,6 +48,7 @@ __all__ = [
     "MAX_POOL_SIZE",
     "UNLIMITED",
     "AutoShutdown",
+    "AutoShutdownValue",
     "Backoff",
     "CalledFromManagerError",
     "ChildAlreadyPresentError",
@@ -61,15 +70,21 @@ __all__ = [
     "Restart",
     "RestartIntensityExceeded",
     "RestartMode",
+    "RestartModeValue",
+    "RestartValue",
     "Shutdown",
+    "ShutdownValue",
     "SpecProblem",
     "StopReport",
     "StopSignal",
     "Strategy",
+    "StrategyValue",
     "Subscriber",
+    "Subtree",
     "Supervisor",
     "SupervisorAlreadyStartedError",
     "SupervisorNotRunningError",
+    "UnlimitedType",
     "Unstopped",
     "WorkerHandle",
     "WorkerInfo",
@@ -81,3 +96,8 @@ __all__ = [
     "ready",
     "stop_signal",
 ]
+
+# Last: every exported class and function reports "greenkeep" as its module (tracebacks
+# print greenkeep.InvalidSpecError, not greenkeep._errors.InvalidSpecError).
+_fix_module_metadata(globals())
+del _fix_module_metadata

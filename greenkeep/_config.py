@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from greenkeep._check import check_seconds
 from greenkeep._errors import SpecProblem
 from greenkeep._event_names import EventLogger, Subscriber
-from greenkeep._intensity import _Unlimited, intensity_problems
+from greenkeep._intensity import UnlimitedType, intensity_problems
 
 __all__ = ["Config", "make_config"]
 
@@ -34,7 +34,7 @@ class Config:
     kind: str
     owner: str
     name: str
-    max_restarts: int | _Unlimited
+    max_restarts: int | UnlimitedType
     period: float
     logger: EventLogger | None
     subscribers: tuple[Subscriber, ...]

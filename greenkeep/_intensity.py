@@ -12,15 +12,25 @@ import sys
 from collections import deque
 from typing import Final
 
-__all__ = ["EDGE_ABSOLUTE", "EDGE_RELATIVE", "UNLIMITED", "RestartIntensity", "intensity_problems"]
+__all__ = [
+    "EDGE_ABSOLUTE",
+    "EDGE_RELATIVE",
+    "UNLIMITED",
+    "RestartIntensity",
+    "UnlimitedType",
+    "intensity_problems",
+]
 
 
-class _Unlimited:
-    """The type of `UNLIMITED`."""
+class UnlimitedType:
+    """
+    The type of `UNLIMITED`, its only instance (calling it returns `UNLIMITED`), for
+    annotations: ``max_restarts: int | UnlimitedType``.
+    """
 
-    _instance: _Unlimited | None = None
+    _instance: UnlimitedType | None = None
 
-    def __new__(cls) -> _Unlimited:
+    def __new__(cls) -> UnlimitedType:
         if cls._instance is None:
             cls._instance = super().__new__(cls)
         return cls._instance
@@ -34,7 +44,7 @@ class _Unlimited:
 
 #: ``max_restarts=UNLIMITED`` turns restart intensity off. Meant for benchmarks: a
 #: supervisor that never gives up can spin on a crash loop forever.
-UNLIMITED = _Unlimited()
+UNLIMITED = UnlimitedType()
 
 
 #: The window's edge is compared to within this many seconds (1 ns) plus ...
@@ -75,13 +85,13 @@ class RestartIntensity:
         "total",
     )
 
-    def __init__(self, max_restarts: int | _Unlimited, period: float) -> None:
+    def __init__(self, max_restarts: int | UnlimitedType, period: float) -> None:
         self.max_restarts = max_restarts
         self.period = period
         self.total = 0
         #: How many restarts the window held after the last `record` (``None`` if unlimited).
-        self.in_window: int | None = None if isinstance(max_restarts, _Unlimited) else 0
-        self._limit = None if isinstance(max_restarts, _Unlimited) else max_restarts
+        self.in_window: int | None = None if isinstance(max_restarts, UnlimitedType) else 0
+        self._limit = None if isinstance(max_restarts, UnlimitedType) else max_restarts
         # expiry(t) = t + period + EDGE_ABSOLUTE + |t| * EDGE_RELATIVE, as one product and
         # one sum: t * (1 + EDGE_RELATIVE) + (period + EDGE_ABSOLUTE) for t >= 0.
         self._edge = period + EDGE_ABSOLUTE
@@ -135,7 +145,7 @@ class RestartIntensity:
             return None
         return self._limit - len(self._expiries)
 
-    def resized(self, max_restarts: int | _Unlimited) -> RestartIntensity:
+    def resized(self, max_restarts: int | UnlimitedType) -> RestartIntensity:
         """A window with a new budget that keeps this one's restarts (the latest ones, as
         many as the new budget keeps) and total (a pool's budget follows its size)."""
         window = RestartIntensity(max_restarts, self.period)
@@ -149,7 +159,7 @@ class RestartIntensity:
 def intensity_problems(max_restarts: object, period: object) -> list[tuple[str, str, object]]:
     """The (field, allowed, got) triples for invalid intensity settings; empty if valid."""
     problems: list[tuple[str, str, object]] = []
-    if not isinstance(max_restarts, _Unlimited) and (
+    if not isinstance(max_restarts, UnlimitedType) and (
         isinstance(max_restarts, bool) or not isinstance(max_restarts, int) or max_restarts < 0
     ):
         problems.append(("max_restarts", "an int >= 0 or greenkeep.UNLIMITED", max_restarts))

@@ -26,7 +26,7 @@ from greenkeep._errors import (
     SupervisorAlreadyStartedError,
     SupervisorNotRunningError,
 )
-from greenkeep._intensity import _Unlimited
+from greenkeep._intensity import UnlimitedType
 from greenkeep._ops import Op
 from greenkeep._reports import StopReport
 from greenkeep._run import Run
@@ -107,7 +107,7 @@ class Manager(Subtree, Generic[R]):
             "path": self._path,
             "kind": self._kind,
             "state": self.state,
-            "max_restarts": "unlimited" if isinstance(limit, _Unlimited) else limit,
+            "max_restarts": "unlimited" if isinstance(limit, UnlimitedType) else limit,
             "period": self._config.period,
             "restarts_in_period": 0 if run is None else run.intensity.in_period(now),
             "restarts": 0 if run is None else run.intensity.total,

@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextvars
 import enum
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import Any, Final
+from typing import Any, Final, Literal
 
 import gevent.event
 
@@ -26,16 +26,16 @@ from greenkeep._errors import (
 )
 from greenkeep._event_names import EventLogger, Subscriber
 from greenkeep._exits import ExitRecord
-from greenkeep._intensity import _Unlimited
+from greenkeep._intensity import UnlimitedType
 from greenkeep._launch import kill
 from greenkeep._manager import Manager
 from greenkeep._pool_run import RESTARTS_PER_WORKER, PoolRun, Worker
 from greenkeep._reports import ChildCounts, ChildInfo
 from greenkeep._rules import child_state
 from greenkeep._snapshot import charged
-from greenkeep._spec import ChildSpec, Restart, Shutdown
+from greenkeep._spec import ChildSpec, Restart, RestartValue, Shutdown, ShutdownValue
 
-__all__ = ["MAX_POOL_SIZE", "RestartMode", "WorkerHandle", "WorkerPool"]
+__all__ = ["MAX_POOL_SIZE", "RestartMode", "RestartModeValue", "WorkerHandle", "WorkerPool"]
 
 #: The most workers one pool may have (its size, and what `WorkerPool.resize` accepts).
 #: An idle worker costs about 8 KiB (the benchmark's memory scenario), so a pool this size
@@ -60,6 +60,10 @@ class RestartMode(str, enum.Enum):
     #: times cheaper, with documented differences (greenlet identity and ``gevent.local``
     #: state persist).
     REUSE = "reuse"
+
+
+#: The values of `RestartMode`, which ``mode=`` accepts as strings too.
+RestartModeValue = Literal["fresh", "reuse"]
 
 
 class WorkerHandle:
@@ -141,10 +145,10 @@ class WorkerPool(Manager[PoolRun]):
         *,
         args: Sequence[object] = (),
         kwargs: Mapping[str, object] | None = None,
-        mode: RestartMode | str = RestartMode.FRESH,
-        restart: Restart | str = Restart.PERMANENT,
-        shutdown: float | Shutdown | str | None = None,
-        max_restarts: int | _Unlimited | None = None,
+        mode: RestartMode | RestartModeValue = RestartMode.FRESH,
+        restart: Restart | RestartValue = Restart.PERMANENT,
+        shutdown: float | Shutdown | ShutdownValue | None = None,
+        max_restarts: int | UnlimitedType | None = None,
         period: float = 5.0,
         name: str = "pool",
         logger: EventLogger | None = None,
@@ -202,7 +206,7 @@ class WorkerPool(Manager[PoolRun]):
         return self._mode
 
     @property
-    def max_restarts(self) -> int | _Unlimited:
+    def max_restarts(self) -> int | UnlimitedType:
         """The current restart budget per window."""
         if self._run is not None:
             return self._run.intensity.max_restarts

@@ -22,7 +22,7 @@ from greenlet import getcurrent as _getcurrent
 from greenkeep._config import Config
 from greenkeep._exits import ABNORMAL_KINDS, REASON, ExitKind, ExitRecord, classify
 from greenkeep._heartbeat import HeartbeatMonitor
-from greenkeep._intensity import _Unlimited
+from greenkeep._intensity import UnlimitedType
 from greenkeep._launch import create, resume, spare, start, start_now, start_spare
 from greenkeep._ops import Op
 from greenkeep._records import Record
@@ -88,7 +88,7 @@ class PoolRun(Run):
         self.restart_type = spec.restart
         self.restart_value = spec.restart.value
         self.reuse = reuse
-        self.limited = not isinstance(self.intensity.max_restarts, _Unlimited)
+        self.limited = not isinstance(self.intensity.max_restarts, UnlimitedType)
         # The straight path of handle_exit: a crash restarts at once, storms are summarized.
         self.fast = (
             spec.restart is not Restart.TEMPORARY
@@ -109,7 +109,7 @@ class PoolRun(Run):
             self.monitor = HeartbeatMonitor(spec.heartbeat, self.clock())
             self.monitors.append(self.monitor)
 
-    def budget(self) -> int | _Unlimited:
+    def budget(self) -> int | UnlimitedType:
         if self.scaled_budget:
             return max(RESTARTS_PER_WORKER, RESTARTS_PER_WORKER * self.size)
         return self.config.max_restarts

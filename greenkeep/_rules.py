@@ -15,7 +15,7 @@ from __future__ import annotations
 import enum
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Final, Generic, TypeVar
+from typing import Final, Generic, Literal, TypeVar
 
 from greenkeep._backoff import Backoff
 from greenkeep._exits import ExitKind, classify
@@ -40,9 +40,11 @@ from greenkeep._states import (
 __all__ = [
     "Action",
     "AutoShutdown",
+    "AutoShutdownValue",
     "ExitPlan",
     "RestartPlan",
     "Strategy",
+    "StrategyValue",
     "action_for",
     "child_state",
     "exit_kind",
@@ -66,6 +68,10 @@ class Strategy(str, enum.Enum):
     REST_FOR_ONE = "rest_for_one"
 
 
+#: The values of `Strategy`, which ``strategy=`` accepts as strings too.
+StrategyValue = Literal["one_for_one", "one_for_all", "rest_for_one"]
+
+
 class AutoShutdown(str, enum.Enum):
     """When the exit of *significant* children ends their supervisor (OTP 24)."""
 
@@ -75,6 +81,10 @@ class AutoShutdown(str, enum.Enum):
     ANY_SIGNIFICANT = "any_significant"
     #: Once every significant child has exited on its own and none runs.
     ALL_SIGNIFICANT = "all_significant"
+
+
+#: The values of `AutoShutdown`, which ``auto_shutdown=`` accepts as strings too.
+AutoShutdownValue = Literal["never", "any_significant", "all_significant"]
 
 
 class Action(str, enum.Enum):

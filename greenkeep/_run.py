@@ -52,7 +52,7 @@ from greenkeep._errors import (
 )
 from greenkeep._events import Emitter, Reporter
 from greenkeep._exits import ExitRecord
-from greenkeep._intensity import RestartIntensity, _Unlimited
+from greenkeep._intensity import RestartIntensity, UnlimitedType
 from greenkeep._launch import kill, retire
 from greenkeep._mailbox import Forked, Mailbox
 from greenkeep._ops import Driver, Op, Request, StartFailed
@@ -139,7 +139,7 @@ class Run(abc.ABC):
         self._stop_pushed = False
         self._settling = False
 
-    def budget(self) -> int | _Unlimited:
+    def budget(self) -> int | UnlimitedType:
         """The restart budget this run starts with."""
         return self.config.max_restarts
 
@@ -276,7 +276,7 @@ class Run(abc.ABC):
             limit = self.intensity.max_restarts
             self.reporter.started(
                 **self.started_fields(),
-                max_restarts="unlimited" if isinstance(limit, _Unlimited) else limit,
+                max_restarts="unlimited" if isinstance(limit, UnlimitedType) else limit,
                 period=self.config.period,
             )
             self._settling = True
@@ -421,7 +421,7 @@ class Run(abc.ABC):
         """The restart this exit called for exceeds the intensity: end the run."""
         in_window = self.intensity.in_window
         limit = self.intensity.max_restarts
-        assert not isinstance(limit, _Unlimited)
+        assert not isinstance(limit, UnlimitedType)
         period = self.config.period
         self.error = RestartIntensityExceeded(self.path, limit, period, in_window or 0, record)
         self.reporter.gave_up(record, limit, period, in_window)

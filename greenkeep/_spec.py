@@ -11,7 +11,7 @@ import enum
 import math
 from collections.abc import Callable, Mapping, Sequence
 from types import MappingProxyType
-from typing import Any, Final
+from typing import Any, Final, Literal
 
 from greenkeep._backoff import Backoff
 from greenkeep._check import ID_ALLOWED, check_seconds, is_child_id
@@ -23,8 +23,10 @@ __all__ = [
     "ChildId",
     "ChildSpec",
     "Restart",
+    "RestartValue",
     "Shutdown",
     "ShutdownPolicy",
+    "ShutdownValue",
     "Subtree",
     "is_subtree",
     "validate_specs",
@@ -38,6 +40,9 @@ class Subtree:
     """
     The base of `Supervisor` and `WorkerPool`: what makes an object a subtree, a valid
     child target that runs a supervisor of its own, and what its parent calls.
+
+    Public for annotations and ``isinstance`` (``ChildSpec``'s *target* is a callable or a
+    `Subtree`); greenkeep supports no subclasses but its own two.
     """
 
     __slots__ = ()
@@ -71,6 +76,10 @@ class Restart(str, enum.Enum):
     TEMPORARY = "temporary"
 
 
+#: The values of `Restart`, which ``restart=`` accepts as strings too.
+RestartValue = Literal["permanent", "transient", "temporary"]
+
+
 class Shutdown(str, enum.Enum):
     """The shutdown policies that are not a number of seconds."""
 
@@ -78,6 +87,10 @@ class Shutdown(str, enum.Enum):
     BRUTAL = "brutal"
     #: Wait as long as it takes (the default for a child that is itself a supervisor).
     INFINITY = "infinity"
+
+
+#: The values of `Shutdown`, which ``shutdown=`` accepts as strings too (besides seconds).
+ShutdownValue = Literal["brutal", "infinity"]
 
 
 #: Seconds to wait for a child to stop, or a `Shutdown` policy.
@@ -202,8 +215,8 @@ class ChildSpec:
         args: Sequence[object] = (),
         kwargs: Mapping[str, object] | None = None,
         *,
-        restart: Restart | str = Restart.PERMANENT,
-        shutdown: float | Shutdown | str | None = None,
+        restart: Restart | RestartValue = Restart.PERMANENT,
+        shutdown: float | Shutdown | ShutdownValue | None = None,
         significant: bool = False,
         ready_timeout: float | None = None,
         heartbeat: float | None = None,

@@ -15,10 +15,10 @@ from greenkeep._check import check_child_id, check_choice
 from greenkeep._config import make_config
 from greenkeep._errors import ChildNotFoundError, InvalidSpecError, SpecProblem
 from greenkeep._event_names import EventLogger, Subscriber
-from greenkeep._intensity import _Unlimited
+from greenkeep._intensity import UnlimitedType
 from greenkeep._manager import Manager
 from greenkeep._reports import ChildCounts, ChildInfo
-from greenkeep._rules import AutoShutdown, Strategy, child_state
+from greenkeep._rules import AutoShutdown, AutoShutdownValue, Strategy, StrategyValue, child_state
 from greenkeep._snapshot import charged
 from greenkeep._spec import ChildId, ChildSpec, is_subtree, validate_specs
 from greenkeep._supervisor_run import Child, SupervisorRun
@@ -64,11 +64,11 @@ class Supervisor(Manager[SupervisorRun]):
         self,
         children: Sequence[ChildSpec] = (),
         *,
-        strategy: Strategy | str = Strategy.ONE_FOR_ONE,
-        max_restarts: int | _Unlimited = 3,
+        strategy: Strategy | StrategyValue = Strategy.ONE_FOR_ONE,
+        max_restarts: int | UnlimitedType = 3,
         period: float = 5.0,
         name: str = "supervisor",
-        auto_shutdown: AutoShutdown | str = AutoShutdown.NEVER,
+        auto_shutdown: AutoShutdown | AutoShutdownValue = AutoShutdown.NEVER,
         logger: EventLogger | None = None,
         subscribers: Iterable[Subscriber] = (),
         clock: Callable[[], float] | None = None,
