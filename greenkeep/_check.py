@@ -8,7 +8,9 @@ raises `InvalidArgumentError`.
 from __future__ import annotations
 
 import enum
+import inspect
 import math
+from collections.abc import Callable
 from typing import TypeVar
 
 from greenkeep._errors import InvalidArgumentError, SpecProblem
@@ -20,7 +22,9 @@ __all__ = [
     "check_seconds",
     "check_timeout",
     "is_child_id",
+    "is_logger",
     "is_number",
+    "required_arguments",
     "seconds_allowed",
 ]
 
@@ -52,6 +56,26 @@ def check_child_id(owner: str, value: object, field: str = "child_id") -> None:
     """
     if not is_child_id(value):
         raise InvalidArgumentError(owner, field, ID_ALLOWED, value)
+
+
+def is_logger(value: object) -> bool:
+    """``None`` or something a structlog logger's methods can be called on (``bind``,
+    ``info``, ``error``, ``critical``)."""
+    return value is None or all(
+        callable(getattr(value, m, None)) for m in ("bind", "info", "error", "critical")
+    )
+
+
+def required_arguments(factory: Callable[..., object]) -> list[str]:
+    """The names of *factory*'s parameters that a call without arguments leaves unfilled.
+    Empty for a callable whose signature cannot be read (a builtin without one): calling it
+    is then the only test."""
+    try:
+        parameters = inspect.signature(factory).parameters.values()
+    except Exception:
+        return []
+    variadic = (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD)
+    return [p.name for p in parameters if p.default is p.empty and p.kind not in variadic]
 
 
 def seconds_allowed(*, none: bool, positive: bool, finite: bool) -> str:
@@ -92,15 +116,16 @@ def check_seconds(
     return None
 
 
-def check_timeout(owner: str, timeout: object) -> float | None:
+def check_timeout(owner: str, timeout: object, field: str = "timeout") -> float | None:
     """
-    Check a method's ``timeout`` argument: ``None`` or seconds >= 0 (infinity allowed).
+    Check a method's ``timeout`` argument (called *field*): ``None`` or seconds >= 0
+    (infinity allowed).
 
     Raises:
         InvalidArgumentError: Naming *owner*, the argument and what arrived.
     """
     problems: list[SpecProblem] = []
-    seconds = check_seconds(owner, "timeout", timeout, problems, finite=False)
+    seconds = check_seconds(owner, field, timeout, problems, finite=False)
     if problems:
         problem = problems[0]
         raise InvalidArgumentError(owner, problem.field, problem.allowed, problem.got)

@@ -10,7 +10,7 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
-from greenkeep._check import check_seconds
+from greenkeep._check import check_seconds, is_logger
 from greenkeep._errors import SpecProblem
 from greenkeep._event_names import EventLogger, Subscriber
 from greenkeep._intensity import UnlimitedType, intensity_problems
@@ -67,9 +67,7 @@ def make_config(
         problems.append(SpecProblem(owner, field, allowed, got))
     if clock is not None and not callable(clock):
         problems.append(SpecProblem(owner, "clock", "None or a callable returning seconds", clock))
-    if logger is not None and not all(
-        callable(getattr(logger, m, None)) for m in ("bind", "info", "error", "critical")
-    ):
+    if not is_logger(logger):
         problems.append(SpecProblem(owner, "logger", "None or a structlog logger", logger))
     subscribers_t: tuple[Subscriber, ...] = ()
     if isinstance(subscribers, (str, bytes)) or not isinstance(subscribers, Iterable):

@@ -44,7 +44,7 @@ from typing import Any, Protocol
 
 import gevent
 
-from greenkeep._check import check_timeout
+from greenkeep._check import check_timeout, is_logger, required_arguments
 from greenkeep._errors import InvalidArgumentError, RestartIntensityExceeded
 from greenkeep._event_names import EventLogger
 from greenkeep._events import ProcessReporter
@@ -77,6 +77,13 @@ class GunicornWorker(Protocol):
 
     pid: int
     alive: bool
+
+
+#: What `Hooks` takes as its factory, in its errors.
+_ALLOWED_FACTORY = (
+    "a callable with no required arguments returning a Supervisor or WorkerPool, "
+    "or 'module:attribute' naming one"
+)
 
 
 class Hooks:
@@ -112,15 +119,14 @@ class Hooks:
         stop_timeout: float | None = DEFAULT_STOP_TIMEOUT,
         logger: EventLogger | None = None,
     ) -> None:
-        if not (callable(factory) or (isinstance(factory, str) and ":" in factory)):
-            raise InvalidArgumentError(
-                "Hooks",
-                "factory",
-                "a callable returning a Supervisor or WorkerPool, or 'module:attribute'",
-                factory,
-            )
+        if not (callable(factory) or (isinstance(factory, str) and ":" in factory)) or (
+            callable(factory) and required_arguments(factory)
+        ):
+            raise InvalidArgumentError("Hooks", "factory", _ALLOWED_FACTORY, factory)
+        if not is_logger(logger):
+            raise InvalidArgumentError("Hooks", "logger", "None or a structlog logger", logger)
         self._factory = factory
-        self._stop_timeout = check_timeout("Hooks", stop_timeout)
+        self._stop_timeout = check_timeout("Hooks", stop_timeout, "stop_timeout")
         self._logger = logger
         self._stopping = False
 
@@ -144,6 +150,9 @@ class Hooks:
             RuntimeError: If the worker is not a gevent worker, this process already has a
                 root, or the factory returned a supervisor that is already running. gunicorn
                 then logs the error and treats it as a worker boot failure (it stops).
+            InvalidArgumentError: If the factory (given as ``'module:attribute'``) needs
+                arguments (such as the WSGI application; it is not called) or returned
+                something else than a `Supervisor` or `WorkerPool` (a boot failure too).
             ChildStartError: If the root could not start (also a boot failure).
             RestartIntensityExceeded: If the root gave up while starting (a boot failure
                 too: the arbiter does not respawn a crash loop).
@@ -174,11 +183,15 @@ class Hooks:
             for part in attribute.split("."):
                 obj = getattr(obj, part)
             factory = obj
-        root = factory() if callable(factory) else factory
+        if callable(factory) and not isinstance(factory, (Supervisor, WorkerPool)):
+            if required_arguments(factory):  # e.g. the WSGI application: never called
+                raise InvalidArgumentError("Hooks", "factory", _ALLOWED_FACTORY, factory)
+            root = factory()
+        else:
+            root = factory
         if not isinstance(root, (Supervisor, WorkerPool)):
-            raise RuntimeError(
-                f"greenkeep.gunicorn: the factory {self._factory!r} must return a Supervisor "
-                f"or a WorkerPool (got {root!r})"
+            raise InvalidArgumentError(
+                "Hooks", "factory", "a factory that returns a Supervisor or a WorkerPool", root
             )
         if root.state in (STARTING, RUNNING, STOPPING):
             raise RuntimeError(

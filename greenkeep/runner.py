@@ -47,7 +47,7 @@ from typing import Any, Final
 import gevent
 import structlog
 
-from greenkeep._check import check_timeout
+from greenkeep._check import check_timeout, is_logger, required_arguments
 from greenkeep._errors import ChildStartError, InvalidArgumentError, RestartIntensityExceeded
 from greenkeep._event_names import EventLogger
 from greenkeep._events import ProcessReporter
@@ -127,11 +127,16 @@ def run(
     Raises:
         InvalidArgumentError: If *root* is not a supervisor, is a callable with required
             arguments (such as a WSGI application; it is not called), returns something
-            else than a supervisor, or *stop_timeout* is not ``None`` or seconds >= 0.
+            else than a supervisor, *stop_timeout* is not ``None`` or seconds >= 0,
+            *signals* is not an iterable of signal numbers that can be handled, or *logger*
+            is not ``None`` or a structlog logger. Arguments are checked before *root* is
+            built or anything starts.
     """
-    stop_timeout = check_timeout("run()", stop_timeout)
+    stop_timeout = check_timeout("run()", stop_timeout, "stop_timeout")
+    signals = _signals(signals)
+    if not is_logger(logger):
+        raise InvalidArgumentError("run()", "logger", "None or a structlog logger", logger)
     root = _root(root)
-    signals = tuple(signals)
     log = ProcessReporter(root.name, logger)
     with _stop_on(signals, root, stop_timeout, log):
         log.runner_started([signal.Signals(s).name for s in signals], stop_timeout)
@@ -144,10 +149,28 @@ _ALLOWED_ROOT: Final = (
 )
 
 
+def _signals(signals: object) -> tuple[int, ...]:
+    """*signals* as a tuple of signal numbers that a handler can be installed for."""
+    catchable = signal.valid_signals() - {signal.SIGKILL, signal.SIGSTOP}
+    allowed = "an iterable of signal numbers that can be handled (not SIGKILL or SIGSTOP)"
+    if isinstance(signals, (str, bytes)):
+        raise InvalidArgumentError("run()", "signals", allowed, signals)
+    try:
+        numbers: tuple[object, ...] = tuple(signals)  # type: ignore[arg-type]
+    except TypeError:
+        raise InvalidArgumentError("run()", "signals", allowed, signals) from None
+    checked: list[int] = []
+    for number in numbers:
+        if not (isinstance(number, int) and not isinstance(number, bool) and number in catchable):
+            raise InvalidArgumentError("run()", "signals", allowed, signals)
+        checked.append(number)
+    return tuple(checked)
+
+
 def _root(root: object) -> Supervisor | WorkerPool:
     if isinstance(root, (Supervisor, WorkerPool)):
         return root
-    if not callable(root) or _required_arguments(root):
+    if not callable(root) or required_arguments(root):
         # Refused before the call: calling, e.g., a WSGI application with no arguments
         # would raise a TypeError that says nothing about run().
         raise InvalidArgumentError("run()", "root", _ALLOWED_ROOT, root)
@@ -156,18 +179,6 @@ def _root(root: object) -> Supervisor | WorkerPool:
         allowed = "a factory that returns a Supervisor or a WorkerPool"
         raise InvalidArgumentError("run()", "root", allowed, built)
     return built
-
-
-def _required_arguments(factory: Callable[..., object]) -> list[str]:
-    """The names of *factory*'s parameters that a call without arguments leaves unfilled.
-    Empty for a callable whose signature cannot be read (a builtin without one): calling it
-    is then the only test."""
-    try:
-        parameters = inspect.signature(factory).parameters.values()
-    except Exception:
-        return []
-    variadic = (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD)
-    return [p.name for p in parameters if p.default is p.empty and p.kind not in variadic]
 
 
 @contextlib.contextmanager
@@ -350,7 +361,7 @@ def _build(target: str, obj: object) -> Supervisor | WorkerPool:
         return obj
     if not callable(obj):
         raise _UsageError(_not_a_root(target, _describe(obj)))
-    required = _required_arguments(obj)
+    required = required_arguments(obj)
     if required:
         got = f"{_describe(obj)}, which requires arguments: {', '.join(required)}"
         raise _UsageError(_not_a_root(target, got))

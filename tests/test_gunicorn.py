@@ -141,8 +141,33 @@ class TestHooks:
         """A factory that is neither callable nor an import path, or builds no root, is refused."""
         with pytest.raises(greenkeep.InvalidArgumentError):
             Hooks("no colon")
-        with pytest.raises(RuntimeError, match="must return a Supervisor"):
+        with pytest.raises(greenkeep.InvalidArgumentError, match="returns a Supervisor"):
             Hooks(lambda: "root").post_worker_init(GeventWorker())  # type: ignore[arg-type,return-value]
+
+    def test_refuses_a_wsgi_application_as_the_factory(
+        self, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """The WSGI application given as the factory (a callable with required arguments)
+        is an InvalidArgumentError naming the factory, at the door for a callable and in
+        the worker for an import path, without being called (it was a raw TypeError from
+        calling it with no arguments)."""
+        called: list[object] = []
+
+        def application(environ: object, start_response: object) -> list[bytes]:
+            called.append(environ)
+            return []
+
+        with pytest.raises(greenkeep.InvalidArgumentError) as info:
+            Hooks(application)  # type: ignore[arg-type]
+        assert "factory" == info.value.field
+
+        monkeypatch.syspath_prepend(str(APPS))
+        hooks = Hooks("gunicorn_app:application")
+        with pytest.raises(greenkeep.InvalidArgumentError) as info:
+            hooks.post_worker_init(GeventWorker())
+        assert "factory" == info.value.field
+        assert [] == called
+        assert current_root() is None
 
     def test_a_forked_process_does_not_see_the_parents_root(self) -> None:
         """current_root() is per process: a child forked from a worker has none."""

@@ -22,6 +22,7 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 import greenkeep
+import greenkeep.runner
 from greenkeep import ChildSpec, Supervisor, WorkerPool
 from greenkeep.testing import ManualClock
 from greenkeep.wsgi import StatusApp
@@ -353,3 +354,35 @@ def test_containers_mutated_after_use_change_nothing(container: str) -> None:
         subscribers.clear()
         run_briefly(sup)
         assert seen
+
+
+def job() -> Supervisor:
+    """A root that ends on its own once its one child has returned."""
+    return Supervisor(
+        [ChildSpec("job", lambda: None, restart="transient", significant=True)],
+        auto_shutdown="any_significant",
+        name="job",
+        logger=None,
+    )
+
+
+@SETTINGS
+@given(argument=st.sampled_from(["root", "stop_timeout", "signals", "logger"]), value=HOSTILE)
+def test_the_runners_arguments(argument: str, value: object) -> None:
+    """``greenkeep.runner.run``: a valid call runs the job to its end (status 0)."""
+    values: dict[str, Any] = {"root": job, "stop_timeout": 1.0, "signals": (15,), "logger": None}
+    values[argument] = value
+    root = values.pop("root")
+    status, _ = call(lambda: greenkeep.runner.run(root, **values), argument)
+    assert status in (None, greenkeep.runner.EXIT_OK)
+
+
+@SETTINGS
+@given(argument=st.sampled_from(["factory", "stop_timeout", "logger"]), value=HOSTILE)
+def test_the_gunicorn_hooks_arguments(argument: str, value: object) -> None:
+    from greenkeep.gunicorn import Hooks
+
+    values: dict[str, Any] = {"factory": job, "stop_timeout": 1.0, "logger": None}
+    values[argument] = value
+    factory = values.pop("factory")
+    call(lambda: Hooks(factory, **values), argument)

@@ -298,7 +298,7 @@ class TestRunFunction:
         with pytest.raises(greenkeep.InvalidArgumentError) as timeout:
             run(Supervisor([], name="x"), stop_timeout=-1)
 
-        assert ["root", "root", "timeout"] == [
+        assert ["root", "root", "stop_timeout"] == [
             direct.value.field,
             built.value.field,
             timeout.value.field,
