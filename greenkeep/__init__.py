@@ -29,6 +29,7 @@ from greenkeep._exits import ExitKind, ExitRecord
 from greenkeep._exports import fix_module_metadata as _fix_module_metadata
 from greenkeep._heartbeat import beat, heartbeat
 from greenkeep._intensity import UNLIMITED, UnlimitedType
+from greenkeep._manager import SupervisorBase
 from greenkeep._pool import MAX_POOL_SIZE, RestartMode, RestartModeValue, WorkerHandle, WorkerPool
 from greenkeep._reports import ChildCounts, ChildInfo, StopReport, Unstopped
 from greenkeep._rules import AutoShutdown, AutoShutdownValue, Strategy, StrategyValue
@@ -83,6 +84,7 @@ __all__ = [
     "Subtree",
     "Supervisor",
     "SupervisorAlreadyStartedError",
+    "SupervisorBase",
     "SupervisorNotRunningError",
     "UnlimitedType",
     "Unstopped",

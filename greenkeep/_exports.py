@@ -34,7 +34,7 @@ def fix_module_metadata(namespace: Mapping[str, object]) -> None:
     - Only objects of a private greenkeep module are moved. Everything else (constants,
       instances, ``typing`` aliases, classes of other packages, objects already public) is
       left alone, and so is what a class inherits from a base that is not exported itself:
-      ``Supervisor.start`` stays ``greenkeep._manager.Manager.start``, where its class is.
+      a private base's ``start`` stays in the private module, where its class is.
     - An object exported under another name than its own gets that name too (``__name__``
       and ``__qualname__``, its members' qualified names with it), so that ``module.qualname``
       finds it again: pickle finds classes (exceptions, enums) by that path.

@@ -42,16 +42,19 @@ from greenkeep._states import (
 )
 from greenkeep._worker import current_worker
 
-__all__ = ["Manager"]
+__all__ = ["SupervisorBase"]
 
 E = TypeVar("E")
 R = TypeVar("R", bound=Run)
 
 
-class Manager(Subtree, Generic[R]):
+class SupervisorBase(Subtree, Generic[R]):
     """
-    Base of `Supervisor` and `WorkerPool`: the lifecycle. Subclasses build their run
-    (`_new_run`) and their introspection.
+    Base of `Supervisor` and `WorkerPool`: the lifecycle they share (`start`, `stop`,
+    `join`, `run`, `state`, `name`, `report`). Public so that a type checker's messages
+    and annotations name it (``Argument "timeout" to "stop" of "SupervisorBase"``);
+    greenkeep supports no subclasses but its own two, which build their run (`_new_run`)
+    and their introspection.
     """
 
     _kind: ClassVar[str] = "supervisor"

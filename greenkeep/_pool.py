@@ -28,7 +28,7 @@ from greenkeep._event_names import EventLogger, Subscriber
 from greenkeep._exits import ExitRecord
 from greenkeep._intensity import UnlimitedType
 from greenkeep._launch import kill
-from greenkeep._manager import Manager
+from greenkeep._manager import SupervisorBase
 from greenkeep._pool_run import RESTARTS_PER_WORKER, PoolRun, Worker
 from greenkeep._reports import ChildCounts, ChildInfo
 from greenkeep._rules import child_state
@@ -107,7 +107,7 @@ class WorkerHandle:
         return f"<WorkerHandle worker={self.worker_id} incarnation={self.incarnation} {state}>"
 
 
-class WorkerPool(Manager[PoolRun]):
+class WorkerPool(SupervisorBase[PoolRun]):
     """
     *size* identical workers running ``target(worker_id, *args, **kwargs)``.
 

@@ -9,7 +9,7 @@ greenlets wait on the control deque and are served ahead of any backlog of exits
 stopping and the final drain all go through the loop; no exit is handled anywhere else.
 
 Everything here runs in the manager greenlet, except the methods the façade
-(`greenkeep._manager.Manager`) calls from its caller's greenlet: `launch`, `call`,
+(`greenkeep._manager.SupervisorBase`) calls from its caller's greenlet: `launch`, `call`,
 `request_stop`, and the fork hook (`after_fork`).
 
 The restart path's invariants (each has a test, in ``test_invariants.py`` unless named):

@@ -16,7 +16,7 @@ from greenkeep._config import make_config
 from greenkeep._errors import ChildNotFoundError, InvalidSpecError, SpecProblem
 from greenkeep._event_names import EventLogger, Subscriber
 from greenkeep._intensity import UnlimitedType
-from greenkeep._manager import Manager
+from greenkeep._manager import SupervisorBase
 from greenkeep._reports import ChildCounts, ChildInfo
 from greenkeep._rules import AutoShutdown, AutoShutdownValue, Strategy, StrategyValue, child_state
 from greenkeep._snapshot import charged
@@ -27,7 +27,7 @@ from greenkeep._worker import Channel
 __all__ = ["Supervisor"]
 
 
-class Supervisor(Manager[SupervisorRun]):
+class Supervisor(SupervisorBase[SupervisorRun]):
     """
     Keeps child greenlets alive by Erlang/OTP's rules.
 

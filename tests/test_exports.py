@@ -142,7 +142,7 @@ def test_exported_names_report_a_public_module() -> None:
 def test_public_classes_members_report_their_class_module() -> None:
     """The methods, properties and nested classes defined in an exported class report the
     module their class reports (what a class inherits from a private base stays with that
-    base: `Supervisor.start` is `greenkeep._manager.Manager.start`)."""
+    base, which is why `SupervisorBase` is exported)."""
     wrong = [
         f"{cls.__module__}.{cls.__qualname__}.{attr}: {member.__module__}"
         for _, _, cls in _exports()
@@ -261,6 +261,8 @@ _CHECKER_ONLY: dict[str, object] = {
 _INTERNAL_PARAMETERS = {
     # Handles come from WorkerPool.worker(); the constructor takes the pool's own record.
     ("greenkeep.WorkerHandle.__init__", "record"),
+    # The shared base is built only by Supervisor and WorkerPool, from their own config.
+    ("greenkeep.SupervisorBase.__init__", "config"),
 }
 
 #: The dunder methods whose signatures users see (the others are Python's protocols).
@@ -542,3 +544,20 @@ def test_fixup_leaves_unresolvable_annotations(private_module: types.ModuleType)
 
     assert m.Checked.__module__ == "greenkeep.sample"
     assert m.Checked.__annotations__ == {"x": "NotImported"}
+
+
+def test_the_methods_of_supervisors_are_defined_on_public_classes() -> None:
+    """A type checker names the class that defines a method (``Argument "timeout" to
+    "stop" of "..."``): every public method of `Supervisor`, `WorkerPool` and `WorkerHandle`
+    is defined on a class that greenkeep exports (it said ``of "Manager"``)."""
+    exported = {id(getattr(greenkeep, name)) for name in greenkeep.__all__}
+    wrong = [
+        f"{cls.__name__}.{name}: defined on {owner.__module__}.{owner.__qualname__}"
+        for cls in (greenkeep.Supervisor, greenkeep.WorkerPool, greenkeep.WorkerHandle)
+        for name in dir(cls)
+        if not name.startswith("_")
+        for owner in [next(c for c in cls.__mro__ if name in vars(c))]
+        if id(owner) not in exported
+    ]
+
+    assert [] == wrong
