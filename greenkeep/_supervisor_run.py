@@ -382,9 +382,16 @@ class SupervisorRun(Run):
         return child
 
     def terminate_child(self, child_id: ChildId) -> Op:
-        """`Supervisor.terminate_child`'s work, as an operation."""
+        """`Supervisor.terminate_child`'s work, as an operation. Terminating a child whose
+        delayed restart would also start its later siblings (rest_for_one, one_for_all)
+        leaves them terminated with it, as OTP does."""
         child = self.find(child_id)
         self.timers.cancel(child)
+        group, child.delayed_group = child.delayed_group, None
+        for key in group or ():
+            sibling = self.children.get(key)
+            if sibling is not None and sibling is not child and sibling.status == DELAYED:
+                self._stopped(sibling, TERMINATED)
         if child.greenlet is not None:
             yield from self._stop_child(child)
         self._stopped(child, TERMINATED)

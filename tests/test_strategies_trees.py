@@ -11,9 +11,10 @@ import gevent.queue
 import pytest
 
 import greenkeep
+import greenkeep.testing
 from greenkeep import ChildSpec, Supervisor
 
-from _events import DEADLINE, Events
+from _events import DEADLINE, Events, hub_turns
 
 IDS = ["a", "b", "c", "d"]
 
@@ -106,6 +107,51 @@ def test_unaffected_children_keep_running_under_rest_for_one() -> None:
 
     assert {"a": 1, "b": 1, "c": 2, "d": 2} == {c.id: c.incarnation for c in sup.which_children()}
     sup.stop()
+
+
+def statuses(sup: Supervisor, ids: list[str]) -> dict[str, str]:
+    return {c.id: c.status for c in sup.which_children() if c.id in ids}  # type: ignore[misc]
+
+
+@pytest.mark.parametrize("strategy", ["rest_for_one", "one_for_all"])
+def test_terminating_a_child_whose_group_restart_waits_leaves_the_group_terminated(
+    strategy: str,
+) -> None:
+    """Over c1, c2 (with a `Backoff`) and c3: c2 crashes and the group restart waits for
+    its delay; ``terminate_child("c2")`` meanwhile leaves the siblings the restart would
+    have started terminated with it, as OTP does, and nothing starts when the delay ends
+    (c3 was left "delayed" for ever, and in an earlier version started anyway)."""
+    clock = greenkeep.testing.ManualClock()
+    crashable = Crashable()
+    events = Events()
+    backoff = greenkeep.Backoff(initial=1.0, jitter=0.0)
+    sup = Supervisor(
+        [
+            ChildSpec("c1", block_forever),
+            ChildSpec("c2", crashable.target, backoff=backoff),
+            ChildSpec("c3", block_forever),
+        ],
+        strategy=strategy,
+        clock=clock,
+        subscribers=[events],
+        name="s",
+    )
+    sup.start()
+    try:
+        crashable.crash("c2")
+        events.wait("child_restart_delayed", child_id="c2")
+        group = ["c1", "c2", "c3"] if strategy == "one_for_all" else ["c2", "c3"]
+        assert dict.fromkeys(group, "delayed") == statuses(sup, group)
+
+        sup.terminate_child("c2")
+        clock.advance(5.0)  # past the delay: the manager runs its timers ...
+        hub_turns(5)
+        sup.terminate_child("c2")  # ... and this call waits for the manager's next turn
+
+        assert dict.fromkeys(group, "terminated") == statuses(sup, group)
+        assert [] == events.of("child_restarted")
+    finally:
+        sup.stop(timeout=DEADLINE)
 
 
 class TestEscalation:
