@@ -3,7 +3,7 @@ Tests for exit classification and rendered exit records (`greenkeep._exits`): th
 child exits" table, cell by cell. The restart table is tested in ``test_rules.py``.
 """
 
-# STYLE.md asserts `expected == actual`, which ruff's SIM300 calls a Yoda condition.
+# The tests assert `expected == actual` (ruff's SIM300 calls that a Yoda condition).
 
 from __future__ import annotations
 

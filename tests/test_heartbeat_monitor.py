@@ -5,7 +5,7 @@ finished incarnation's greenlet) and ticks against the obvious per-record model 
 missed at the second tick in a row without a beat).
 """
 
-# STYLE.md asserts `expected == actual`, which ruff's SIM300 calls a Yoda condition.
+# The tests assert `expected == actual` (ruff's SIM300 calls that a Yoda condition).
 
 from __future__ import annotations
 

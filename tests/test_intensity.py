@@ -3,7 +3,7 @@ Tests for the restart-intensity window (`greenkeep._intensity`): OTP's "more tha
 *max_restarts* restarts within *period* seconds", inclusive at the window's edge.
 """
 
-# STYLE.md asserts `expected == actual`, which ruff's SIM300 calls a Yoda condition.
+# The tests assert `expected == actual` (ruff's SIM300 calls that a Yoda condition).
 
 from __future__ import annotations
 

@@ -3,7 +3,7 @@ Tests for rendering crashes into bounded, inert text (`greenkeep._render`), and 
 `ExitRecord` never keeping the live exception.
 """
 
-# STYLE.md asserts `expected == actual`, which ruff's SIM300 calls a Yoda condition.
+# The tests assert `expected == actual` (ruff's SIM300 calls that a Yoda condition).
 
 from __future__ import annotations
 

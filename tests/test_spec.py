@@ -2,7 +2,7 @@
 Tests for child specs (`greenkeep._spec`): eager, complete validation and normalised values.
 """
 
-# STYLE.md asserts `expected == actual`, which ruff's SIM300 calls a Yoda condition.
+# The tests assert `expected == actual` (ruff's SIM300 calls that a Yoda condition).
 
 from __future__ import annotations
 

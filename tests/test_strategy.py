@@ -3,7 +3,7 @@ Tests for restart plans (`greenkeep._strategy`): which siblings a strategy stops
 starts, and in which order.
 """
 
-# STYLE.md asserts `expected == actual`, which ruff's SIM300 calls a Yoda condition.
+# The tests assert `expected == actual` (ruff's SIM300 calls that a Yoda condition).
 
 from __future__ import annotations
 
