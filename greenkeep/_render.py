@@ -9,7 +9,9 @@ referenced. Every function here is total: it never raises, whatever the exceptio
 
 from __future__ import annotations
 
+import os
 import traceback
+from types import TracebackType
 
 __all__ = [
     "MESSAGE_LIMIT",
@@ -20,12 +22,16 @@ __all__ = [
     "safe_repr",
     "safe_str",
     "type_name",
+    "user_frames",
 ]
 
 #: Longest message kept from an exception, in characters.
 MESSAGE_LIMIT = 2_000
 #: Longest rendered traceback kept, in characters (the end, where the raise is, is kept).
 TRACEBACK_LIMIT = 16_000
+
+#: Where greenkeep's own modules are: their frames lead a worker's traceback.
+_PACKAGE = os.path.dirname(os.path.abspath(__file__)) + os.sep
 
 
 def _clip(text: str, limit: int) -> str:
@@ -84,13 +90,24 @@ def raise_site(exc: BaseException) -> str:
     return f"{tb.tb_frame.f_code.co_filename}:{tb.tb_lineno}"
 
 
+def user_frames(tb: TracebackType | None) -> TracebackType | None:
+    """*tb* from its first frame outside greenkeep: the worker's own frame, which caught
+    the exception, leads every worker's traceback and says nothing about the crash. *tb*
+    itself if every frame is greenkeep's (a crash of greenkeep's own)."""
+    first = tb
+    while tb is not None and tb.tb_frame.f_code.co_filename.startswith(_PACKAGE):
+        tb = tb.tb_next
+    return first if tb is None else tb
+
+
 def render_traceback(exc: BaseException, limit: int = TRACEBACK_LIMIT) -> str:
     """
-    The formatted traceback of *exc*, its causes and contexts included, bounded to *limit*
-    characters (the head is dropped, so the raise site stays visible).
+    The formatted traceback of *exc*, its causes and contexts included, from the user's
+    code on (greenkeep's leading frames are dropped: `user_frames`; *exc* is not changed),
+    bounded to *limit* characters (the head is dropped, so the raise site stays visible).
     """
     try:
-        text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+        text = "".join(traceback.format_exception(type(exc), exc, user_frames(exc.__traceback__)))
     except BaseException:
         try:
             text = error_text(exc) + "\n(traceback could not be formatted)\n"

@@ -10,6 +10,7 @@ ManualClock, moved through summary intervals by the test.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -182,3 +183,19 @@ def test_exits_summarized_is_never_emitted_with_count_0(storm: Storm) -> None:
     assert summaries
     assert [] == [s for s in summaries if s["count"] == 0]
     assert [] == [s for s in summaries if "storm_ended" in s]
+
+
+def test_the_rendered_traceback_starts_at_the_users_code(gave_up: GiveUp) -> None:
+    """The traceback text greenkeep renders starts at the worker's function: greenkeep's own
+    frame (the worker loop that caught the exception) is dropped from the text, while the
+    exception logged as ``exc_info`` keeps its traceback untouched."""
+    text = gave_up.error.last_crash.traceback
+    assert text is not None
+    frames = [line for line in text.splitlines() if line.lstrip().startswith('File "')]
+
+    assert frames and __file__ in frames[0]
+    assert not any("greenkeep" + os.sep in line and "tests" not in line for line in frames)
+    untouched = gave_up.exc_infos[-1]
+    assert isinstance(untouched, ValueError)
+    assert untouched.__traceback__ is not None
+    assert "greenkeep" in untouched.__traceback__.tb_frame.f_code.co_filename
