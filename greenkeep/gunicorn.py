@@ -44,6 +44,7 @@ from typing import Any, Protocol
 
 import gevent
 
+import greenkeep.logging
 from greenkeep._check import check_timeout, is_logger, required_arguments
 from greenkeep._errors import InvalidArgumentError, RestartIntensityExceeded
 from greenkeep._event_names import EventLogger
@@ -108,8 +109,17 @@ class Hooks:
         logger: The structlog logger for the hooks' own events; default
             ``structlog.get_logger("greenkeep")``.
 
+        log_format: ``None`` (default): the hooks configure no logging. ``"json"``,
+            ``"console"`` or ``"auto"``: each worker calls `greenkeep.logging.configure`
+            with it in ``post_worker_init``, before it builds the root, binding ``worker``
+            (the gunicorn worker's age: 1, 2, ... in the order the arbiter started them)
+            beside ``pid``.
+
+        log_level: The lowest level logged when *log_format* is given (default
+            ``"info"``).
+
     Raises:
-        InvalidArgumentError: If *factory* or *stop_timeout* is not allowed.
+        InvalidArgumentError: If an argument is not allowed.
     """
 
     def __init__(
@@ -118,6 +128,8 @@ class Hooks:
         *,
         stop_timeout: float | None = DEFAULT_STOP_TIMEOUT,
         logger: EventLogger | None = None,
+        log_format: greenkeep.logging.Format | None = None,
+        log_level: greenkeep.logging.Level = "info",
     ) -> None:
         if not (callable(factory) or (isinstance(factory, str) and ":" in factory)) or (
             callable(factory) and required_arguments(factory)
@@ -125,6 +137,14 @@ class Hooks:
             raise InvalidArgumentError("Hooks", "factory", _ALLOWED_FACTORY, factory)
         if not is_logger(logger):
             raise InvalidArgumentError("Hooks", "logger", "None or a structlog logger", logger)
+        if log_format is not None and log_format not in greenkeep.logging.FORMATS:
+            allowed = "None or one of " + ", ".join(map(repr, greenkeep.logging.FORMATS))
+            raise InvalidArgumentError("Hooks", "log_format", allowed, log_format)
+        if log_level not in greenkeep.logging.LEVELS:
+            allowed = "one of " + ", ".join(map(repr, greenkeep.logging.LEVELS))
+            raise InvalidArgumentError("Hooks", "log_level", allowed, log_level)
+        self._log_format = log_format
+        self._log_level = log_level
         self._factory = factory
         self._stop_timeout = check_timeout("Hooks", stop_timeout, "stop_timeout")
         self._logger = logger
@@ -168,6 +188,10 @@ class Hooks:
                 "this worker process already has a greenkeep root: register "
                 "Hooks.post_worker_init once"
             )
+        if self._log_format is not None:
+            age = getattr(worker, "age", None)
+            bind = {} if age is None else {"worker": age}
+            greenkeep.logging.configure(self._log_format, self._log_level, bind=bind)
         root = self._build()
         self._stopping = False
         root.start()

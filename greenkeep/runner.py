@@ -42,11 +42,12 @@ import signal
 import sys
 import traceback
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from typing import Any, Final
+from typing import Final
 
 import gevent
 import structlog
 
+import greenkeep.logging
 from greenkeep._check import check_timeout, is_logger, required_arguments
 from greenkeep._errors import ChildStartError, InvalidArgumentError, RestartIntensityExceeded
 from greenkeep._event_names import EventLogger
@@ -314,7 +315,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as error:
         return _failed(args.target, f"importing it raised {error_text(error)}", error)
     if args.log_format != "keep" and not structlog.is_configured():
-        _configure_structlog(args.log_format, args.log_level)
+        greenkeep.logging.configure(args.log_format, args.log_level)
     try:
         root = _build(args.target, target)
     except _UsageError as error:
@@ -426,7 +427,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--log-format",
-        choices=("auto", "json", "console", "keep"),
+        choices=(*greenkeep.logging.FORMATS, "keep"),
         default="auto",
         help="how to log when the module configured no structlog: json: one JSON object per "
         "line on stderr; console: structlog's console renderer on stderr; auto: console on "
@@ -435,7 +436,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--log-level",
-        choices=("debug", "info", "warning", "error", "critical"),
+        choices=greenkeep.logging.LEVELS,
         default="info",
         help="the lowest level logged, when greenkeep configures logging (default info)",
     )
@@ -506,29 +507,4 @@ def _on_the_path(module_name: str, missing: str | None) -> bool:
     wrong), rather than something the module's own code imports."""
     return missing is not None and (
         module_name == missing or module_name.startswith(missing + ".")
-    )
-
-
-def _configure_structlog(log_format: str, level: str) -> None:
-    """The CLI's default structlog configuration (only when the user configured none)."""
-    import logging
-
-    if log_format == "auto":
-        log_format = "console" if sys.stderr.isatty() else "json"
-    processors: list[Any] = [
-        structlog.contextvars.merge_contextvars,
-        structlog.processors.add_log_level,
-        structlog.processors.TimeStamper(fmt="iso", utc=True),
-    ]
-    if log_format == "json":
-        processors += [
-            structlog.processors.format_exc_info,
-            structlog.processors.JSONRenderer(),
-        ]
-    else:
-        processors.append(structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty()))
-    structlog.configure(
-        processors=processors,
-        wrapper_class=structlog.make_filtering_bound_logger(getattr(logging, level.upper())),
-        logger_factory=structlog.PrintLoggerFactory(sys.stderr),
     )

@@ -5,12 +5,17 @@ from __future__ import annotations
 import re
 import subprocess
 import sys
+import textwrap
 from pathlib import Path
 
 import pytest
 
 README = Path(__file__).resolve().parent.parent / "README.md"
-SNIPPETS = re.findall(r"```python\n(.*?)```", README.read_text(), flags=re.DOTALL)
+#: Every ```python block, dedented (a block inside a list item is indented with it).
+SNIPPETS = [
+    textwrap.dedent(snippet)
+    for snippet in re.findall(r"```python\n(.*?)```", README.read_text(), flags=re.DOTALL)
+]
 
 
 def test_readme_has_snippets() -> None:
