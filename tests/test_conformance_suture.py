@@ -707,3 +707,146 @@ def test_default_logging() -> None:
     } <= levels
     assert {"A4"} == {e["supervisor"] for e in logs}
     assert ["B4"] == [u.child_id for u in report.unstopped]
+
+
+# ---------------------------------------------------------------- trees
+
+
+def test_nested_supervisors(tidy: Tidy) -> None:
+    """suture v4 suture_test.go: TestNestedSupervisors. A supervisor added to another runs
+    its service when the top is served, and stopping the top stops it.
+
+    deliberate difference: suture's ``Add`` copies the parent's event hook into an added
+    supervisor, overwriting the child's own; greenkeep never changes a child supervisor's
+    logger or subscribers (each level logs to its own and is passed its own subscribers:
+    README, "Events" and "Metrics": "each level of a tree passes it"). The nested
+    supervisor's events carry its path in the tree."""
+    top_events, nested_events = Events(), Events()
+    service = tidy.service("Service5")
+    nested = tidy.supervisor(
+        [ChildSpec("Service5", service.serve)], name="Nested5", subscribers=[nested_events]
+    )
+    top = tidy.supervisor([ChildSpec("Nested5", nested)], name="Top5", subscribers=[top_events])
+
+    serving = gevent.spawn(top.run)
+    got(service.started)
+    service.take.put("happy")
+    assert 1 == got(service.acks)
+
+    top.stop()
+
+    assert 1 == got(service.stopped)
+    serving.join(timeout=DEADLINE)
+    assert serving.dead and serving.successful()  # run() returned
+    assert ("stopped", "stopped") == (top.state, nested.state)
+    assert {"Top5"} == {e["supervisor"] for e in top_events.all}
+    assert {"Top5/Nested5"} == {e["supervisor"] for e in nested_events.all}
+    assert nested_events.of("child_started", child_id="Service5")
+
+
+def test_issue11(tidy: Tidy) -> None:
+    """suture v4 suture_test.go: TestIssue11. Adding a supervisor to a running one, then a
+    service to that sub-supervisor, is safe (suture: no data race) and the service runs:
+    `start_child` of a subtree returns once the subtree has started, so it can take
+    children at once."""
+    top = tidy.supervisor(name="main")
+    top.start()
+    sub = tidy.supervisor(name="sub")
+
+    top.start_child(ChildSpec("sub", sub))
+    service = tidy.service("may cause data race")
+    sub.start_child(ChildSpec("svc", service.serve))
+
+    assert 1 == got(service.started)
+    assert ("running", "main/sub") == (sub.state, sub.path)
+
+
+def test_supervisor_management_issue35(tidy: Tidy) -> None:
+    """suture v4 suture_test.go: TestSupervisorManagementIssue35. A supervisor with 99
+    child supervisors starts and stops without trouble."""
+    children = [ChildSpec(i, tidy.supervisor(name=f"test{i}")) for i in range(1, 100)]
+    top = tidy.supervisor(children, name="issue 35")
+
+    top.start()
+    assert 99 == top.count_children().supervisors
+    report = top.stop()
+
+    assert report.clean
+    assert {"stopped"} == {child.target.state for child in children}  # type: ignore[union-attr]
+
+
+def test_service_and_tree_termination(tidy: Tidy) -> None:
+    """suture v4 suture_test.go: TestServiceAndTreeTermination. A service returning
+    ``ErrDoNotRestart`` is not restarted; one returning ``ErrTerminateSupervisorTree``
+    ends its supervisor and the whole tree above it, and every service is stopped.
+
+    deliberate difference: in greenkeep no value a child returns or raises can end its
+    tree; OTP 24's significant children with ``auto_shutdown`` do (README, "Significant
+    children"), configured at each level that should end: the service is significant to
+    its supervisor, which is significant to the top. ``ErrDoNotRestart`` is a transient
+    child returning normally."""
+    sub_events = Events()
+    service1, service2, service3 = (tidy.service(f"service{i}") for i in (1, 2, 3))
+    sub = tidy.supervisor(
+        [
+            ChildSpec("service1", service1.serve, restart="transient", significant=True),
+            ChildSpec("service2", service2.serve),
+            ChildSpec("service3", service3.serve, restart="transient"),
+        ],
+        name="TestTreeTermination2",
+        auto_shutdown="any_significant",
+        subscribers=[sub_events],
+    )
+    top = tidy.supervisor(
+        [ChildSpec("sub", sub, restart="transient", significant=True)],
+        name="TestTreeTermination1",
+        auto_shutdown="any_significant",
+    )
+    serving = gevent.spawn(top.run)  # Serve(nil): it ends on its own
+    for service in (service1, service2, service3):
+        got(service.started)
+
+    service3.take.put("fail")  # ErrDoNotRestart
+    exited = sub_events.wait("child_exited", child_id="service3")
+    settle(sub)
+    assert "keep" == exited["action"]
+    assert (0, True) == (service3.running, service3.started.empty())
+
+    service1.take.put("fail")  # ErrTerminateSupervisorTree
+
+    serving.join(timeout=DEADLINE)
+    assert serving.dead and serving.successful()  # run() returned
+    assert ("auto_shutdown", "auto_shutdown") == (top.report.reason, sub.report.reason)
+    assert (0, 0, 0) == (service1.running, service2.running, service3.running)
+
+
+def test_do_not_propagate(tidy: Tidy) -> None:
+    """suture v4 suture_test.go: TestDoNotPropagate. A subtree built with
+    ``DontPropagateTermination`` ends when its service terminates the tree, but its parent
+    and the parent's other service go on running: in greenkeep, a child supervisor with
+    ``auto_shutdown`` that is not significant (and transient) to its parent."""
+    parent_events = Events()
+    service1 = tidy.service("should keep running")
+    service2 = tidy.service("should end up terminating")
+    child = tidy.supervisor(
+        [ChildSpec("service2", service2.serve, restart="transient", significant=True)],
+        name="TestDoNotPropagate Subtree",
+        auto_shutdown="any_significant",
+    )
+    parent = tidy.supervisor(
+        [ChildSpec("child", child, restart="transient"), ChildSpec("service1", service1.serve)],
+        name="TestDoNotPropagate",
+        subscribers=[parent_events],
+    )
+    parent.start()
+    got(service1.started), got(service2.started)
+
+    service2.take.put("fail")
+
+    exited = parent_events.wait("child_exited", child_id="child")
+    settle(parent)
+    assert ("normal", "keep") == (exited["reason"], exited["action"])
+    assert (1, 0) == (service1.running, service2.running)
+    assert ("running", "stopped") == (parent.state, child.state)
+    service1.take.put("happy")
+    assert 1 == got(service1.acks)
