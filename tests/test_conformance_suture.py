@@ -79,10 +79,10 @@ import pytest
 import structlog.testing
 
 import greenkeep
-from greenkeep import Backoff, ChildSpec, Supervisor
+from greenkeep import Backoff, ChildSpec, Supervisor, Unstopped
 from greenkeep.testing import ManualClock
 
-from _events import DEADLINE, Call, Events, wait_until
+from _events import DEADLINE, Call, Events, hub_turns, wait_until
 
 SHUTDOWN = 0.05  # a hung child's stop bound, in seconds (suture's Spec.Timeout)
 SLACK = 0.5  # seconds of scheduling noise tolerated on top of a bound
@@ -850,3 +850,273 @@ def test_do_not_propagate(tidy: Tidy) -> None:
     assert ("running", "stopped") == (parent.state, child.state)
     service1.take.put("happy")
     assert 1 == got(service1.acks)
+
+
+# ---------------------------------------------------------------- bounded shutdown
+
+
+def test_stopping_still_works_with_hung_services(tidy: Tidy) -> None:
+    """suture v4 suture_test.go: TestStoppingStillWorksWithHungServices. A service that
+    ignores the stop does not hang the supervisor's stop: after its timeout the stop
+    returns, reporting it (``EventStopTimeout``: ``child_unstopped``); once released, the
+    service ends."""
+    events = Events()
+    service = tidy.service("Service WillHang7")
+    sup = tidy.supervisor(
+        [ChildSpec("hang", service.serve, shutdown=SHUTDOWN)], name="Top7", subscribers=[events]
+    )
+    sup.start()
+    got(service.started)
+    service.take.put("hang")
+    service.hanging.wait(DEADLINE)
+
+    report, took = stopped_by(sup)
+
+    assert SHUTDOWN <= took < SHUTDOWN + SLACK
+    assert [("Top7", "hang", 1)] == [(u.path, u.child_id, u.incarnation) for u in report.unstopped]
+    assert 1 == len(events.of("child_unstopped", child_id="hang"))
+    service.release.set()
+    assert 1 == got(service.stopped)
+    wait_until(lambda: sup.state == "stopped")
+    assert 0 == service.running
+
+
+def test_service_report(tidy: Tidy) -> None:
+    """suture v4 suture_test.go: TestServiceReport. A hung service is in the unstopped
+    service report: its supervisor path, the service (its id) and which one (suture's token:
+    the incarnation).
+
+    deliberate difference: suture's ``UnstoppedServiceReport()`` blocks until the
+    supervisor has stopped; greenkeep's `report` is ``None`` until the stop is over (README,
+    "Supervisors"), and `stop()` returns the same report."""
+    service = tidy.service("ServiceName")
+    sup = tidy.supervisor([ChildSpec("ServiceName", service.serve, shutdown=0.001)], name="Top")
+    sup.start()
+    got(service.started)
+    service.take.put("hang")
+    service.hanging.wait(DEADLINE)
+    assert sup.report is None
+
+    report = sup.stop()
+
+    [unstopped] = report.unstopped
+    assert isinstance(unstopped, Unstopped)
+    assert ("Top", "ServiceName", 1) == (unstopped.path, unstopped.child_id, unstopped.incarnation)
+    assert unstopped.waited >= 0.001
+    assert sup.report is report
+
+
+def test_event_stop_timeout_names_the_child(tidy: Tidy) -> None:
+    """suture v4 events_test.go (pull-request branch): TestEventStopTimeout_String. The
+    stop-timeout event names the supervisor and the service, whether the service can name
+    itself (``fmt.Stringer``) or not.
+
+    deliberate difference: suture names a service by its ``String()`` or else its Go type;
+    greenkeep names every child by its spec's id (README, "Child specs": ids are required
+    and unique), whatever its target is; the event carries ``supervisor`` and
+    ``child_id``."""
+    events = Events()
+    named, plain = tidy.service("named"), tidy.service("unnamed")
+
+    class Secret:  # a target with a secret and no name of its own
+        def __init__(self) -> None:
+            self.secret = "MySecret"
+
+        def __call__(self) -> None:
+            plain.serve()
+
+    sup = tidy.supervisor(
+        [
+            ChildSpec("named", named.serve, shutdown=SHUTDOWN),
+            ChildSpec("secret", Secret(), shutdown=SHUTDOWN),
+        ],
+        name="test",
+        subscribers=[events],
+    )
+    sup.start()
+    for service in (named, plain):
+        got(service.started)
+        service.take.put("hang")
+        service.hanging.wait(DEADLINE)
+
+    sup.stop()
+
+    seen = {(e["supervisor"], e["child_id"]) for e in events.of("child_unstopped")}
+    assert {("test", "named"), ("test", "secret")} == seen
+    assert not any("MySecret" in repr(e) for e in events.all)
+
+
+# ---------------------------------------------------------------- removing services
+
+
+def test_remove_service(tidy: Tidy) -> None:
+    """suture v4 suture_test.go: TestRemoveService. Removing a service stops it; a token of
+    another supervisor is refused (``ErrWrongSupervisor``).
+
+    deliberate difference: suture's ``Remove`` stops and forgets in one call; greenkeep's
+    dynamic API is OTP's (README, "The dynamic child API"): `terminate_child` stops it and
+    keeps the spec, `delete_child` removes the spec. Children are named by id, not by a
+    token: an id this supervisor does not have is `ChildNotFoundError`, naming the
+    supervisor."""
+    service = tidy.service("ServiceToRemove8")
+    sup = tidy.supervisor([ChildSpec("remove", service.serve)], name="Top")
+    other = tidy.supervisor([ChildSpec("elsewhere", Service("x").serve)], name="Other")
+    sup.start()
+    other.start()
+    got(service.started)
+
+    info = sup.terminate_child("remove")
+    sup.delete_child("remove")
+
+    assert 1 == got(service.stopped)
+    assert ("terminated", []) == (info.status, sup.which_children())
+    for call in (sup.terminate_child, sup.delete_child):
+        with pytest.raises(greenkeep.ChildNotFoundError) as error:
+            call("elsewhere")
+        assert ("Top", "elsewhere") == (error.value.supervisor, error.value.child_id)
+
+
+def test_removing_hung_service(tidy: Tidy) -> None:
+    """suture v4 suture_test.go: TestRemovingHungService. A hung service can still be
+    removed: the removal gives up after the timeout and says so (``EventStopTimeout``:
+    ``child_unstopped``); the supervisor goes on; the service, once released, ends (its
+    late exit is reported)."""
+    events = Events()
+    service = tidy.service("Service WillHang")
+    sup = tidy.supervisor(
+        [ChildSpec("hung", service.serve, shutdown=SHUTDOWN)],
+        name="TopHungService",
+        subscribers=[events],
+    )
+    sup.start()
+    got(service.started)
+    service.take.put("hang")
+    service.hanging.wait(DEADLINE)
+    started = time.monotonic()
+
+    info = sup.terminate_child("hung")
+    sup.delete_child("hung")
+
+    assert time.monotonic() - started < SHUTDOWN + SLACK
+    assert "terminated" == info.status
+    assert events.wait("child_unstopped", child_id="hung")["incarnation"] == 1
+    assert ("running", []) == (sup.state, sup.which_children())
+    service.release.set()
+    assert 1 == got(service.stopped)
+    assert events.wait("child_exited", child_id="hung", late=True)
+
+
+def test_remove_and_wait_for_a_service_that_stops(tidy: Tidy) -> None:
+    """suture v4 suture_test.go: TestRemoveAndWait (the happy case). Removing and waiting
+    returns once the service has ended, well within a long timeout; removing it again is
+    harmless.
+
+    deliberate difference: suture's ``RemoveAndWait`` of an already-removed service returns
+    nil; greenkeep's `terminate_child` of a terminated child is harmless, but once
+    `delete_child` has removed it its id is unknown: `ChildNotFoundError` (README, "The
+    dynamic child API": OTP's ``{error, not_found}``)."""
+    events = Events()
+    service = tidy.service("A1")
+    sup = tidy.supervisor(name="main", subscribers=[events])
+    sup.start()
+    sup.start_child(ChildSpec("A1", service.serve, shutdown=1.0))
+    got(service.started)
+
+    info = sup.terminate_child("A1")
+
+    assert (0, "terminated") == (service.running, info.status)  # it has ended
+    assert "terminated" == sup.terminate_child("A1").status  # again: harmless
+    sup.delete_child("A1")
+    with pytest.raises(greenkeep.ChildNotFoundError):
+        sup.terminate_child("A1")
+    assert [] == events.of("child_unstopped")
+
+
+def test_remove_and_wait_for_a_hung_service(tidy: Tidy) -> None:
+    """suture v4 suture_test.go: TestRemoveAndWait (the hung case: ``ErrTimeout``).
+
+    deliberate difference: suture's ``RemoveAndWait`` takes its own timeout and returns
+    ``ErrTimeout``; greenkeep's `terminate_child` waits for the child's ``shutdown`` bound,
+    then returns, and the child that outlived it is reported as ``child_unstopped`` (README,
+    "Bounded shutdown"), not by an error: the spec is terminated either way."""
+    events = Events()
+    service = tidy.service("A2")
+    sup = tidy.supervisor(name="main", subscribers=[events])
+    sup.start()
+    sup.start_child(ChildSpec("A2", service.serve, shutdown=SHUTDOWN))
+    got(service.started)
+    service.take.put("hang")
+    service.hanging.wait(DEADLINE)
+    started = time.monotonic()
+
+    info = sup.terminate_child("A2")
+
+    assert SHUTDOWN <= time.monotonic() - started < SHUTDOWN + SLACK
+    assert "terminated" == info.status
+    assert 1 == service.running  # still hung
+    unstopped = events.wait("child_unstopped", child_id="A2")
+    assert (1, SHUTDOWN) == (unstopped["incarnation"], unstopped["shutdown"])
+
+
+def test_remove_and_wait_while_the_supervisor_stops(tidy: Tidy) -> None:
+    """suture v4 suture_test.go: TestRemoveAndWait (the supervisor stopping instead:
+    ``ErrSupervisorNotRunning``). Once a stop has been requested, removing a child is
+    refused at once with `SupervisorNotRunningError`."""
+    service = tidy.service("A3")
+    sup = tidy.supervisor(name="main")
+    sup.start()
+    sup.start_child(ChildSpec("A3", service.serve))
+    got(service.started)
+
+    sup.stop(block=False)  # cancel()
+
+    with pytest.raises(greenkeep.SupervisorNotRunningError):
+        sup.terminate_child("A3")
+    assert sup.join(timeout=DEADLINE)
+    assert 1 == got(service.stopped)
+
+
+def test_remove_and_wait_forever_for_a_slow_service(tidy: Tidy) -> None:
+    """suture v4 suture_test.go: TestRemoveAndWait (a timeout of 0 waits forever: a
+    service slower than the spec's timeout that ends after all does not hang
+    ``RemoveAndWait``, which then returns nil). In greenkeep the wait is the child's
+    ``shutdown``: with ``"infinity"``, `terminate_child` returns once the child has ended,
+    however long it takes, and nothing is reported unstopped."""
+    events = Events()
+    service = tidy.service("A1")
+    sup = tidy.supervisor(name="main", subscribers=[events])
+    sup.start()
+    sup.start_child(ChildSpec("A1", service.serve, shutdown="infinity"))
+    got(service.started)
+    service.take.put("hang")
+    service.hanging.wait(DEADLINE)
+
+    removing = Call(lambda: sup.terminate_child("A1"))
+    service.asked_to_stop.wait(DEADLINE)
+    hub_turns()
+    assert not removing.done.is_set()  # waits for the hung service
+    service.release.set()
+
+    done, error = removing.wait(DEADLINE)
+    assert (True, None) == (done, error)
+    assert ("terminated", 0) == (removing.result.status, service.running)
+    assert [] == events.of("child_unstopped")
+
+
+def test_stop_after_remove_and_wait(tidy: Tidy) -> None:
+    """suture v4 suture_test.go: TestStopAfterRemoveAndWait. After a service was removed
+    and waited for, stopping the supervisor reports no stop timeout."""
+    events = Events()
+    service = tidy.service("A1")
+    sup = tidy.supervisor(name="main", subscribers=[events])
+    sup.start()
+    sup.start_child(ChildSpec("A1", service.serve, shutdown=1.0))
+    got(service.started)
+    sup.terminate_child("A1")
+    sup.delete_child("A1")
+    assert 1 == got(service.stopped)
+
+    report = sup.stop()
+
+    assert report.clean
+    assert [] == events.of("child_unstopped")
