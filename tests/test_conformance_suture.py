@@ -3,9 +3,10 @@ Conformance with suture v4 (github.com/thejerf/suture): its supervisor tests, tr
 
 The source is suture's ``master`` branch: ``v4/suture_test.go``, ``v4/complete_test.go`` and
 ``v4/suture_simple_test.go`` (there is no ``v4/supervisor_test.go`` or
-``v4/messages_test.go``), plus ``v4/events_test.go``, which exists only on a pull request's
-branch of the repository. Each test below names the suture test it translates; the test
-cases are translated, no code is copied. What suture does was read in ``v4/supervisor.go``.
+``v4/messages_test.go``), plus ``v4/events_test.go``, which exists only on pull request
+#72's branch. Each test below names the suture test it translates (``ExampleNew_simple``,
+an example rather than a test, is translated too); the test cases are translated, no code
+is copied. What suture does was read in ``v4/supervisor.go``.
 
 How suture's terms map to greenkeep's:
 
@@ -51,15 +52,13 @@ Not translated:
 - ``TestEverMultistarted``: skipped in suture itself (``t.Skip``: a demonstration that the
   test service dies of a fatal runtime error when its ``Serve`` is called twice directly,
   without any supervisor).
-- ``TestEventStopTimeout_String`` (the ``v4/events_test.go`` of the pull-request branch),
+- ``TestEventStopTimeout_String`` (``v4/events_test.go``, pull request #72),
   the event-string half: suture's event hook types render themselves with ``String()``;
   greenkeep's events are structured dicts with no text form of their own (rendering is
   structlog's). The naming half is translated (``test_event_stop_timeout_names_the_child``).
 - ``TestDefaultLogging``'s direct calls of the event hook with hand-made
   ``EventStopTimeout`` / ``EventServicePanic`` values: greenkeep has no event types to
   construct (the events are emitted for real instead).
-- ``ExampleNew_simple`` is an example, not a test; it is translated anyway
-  (``test_example_new_simple``).
 - Tests that were in ``v4/suture_test.go`` once and have since been removed upstream are
   out of scope: ``TestFailingSupervisors`` ("Remove defunct test") and
   ``TestStopSupervisorPanic``.
@@ -175,8 +174,7 @@ class Tidy:
         for service in self.services:
             service.release.set()
         for sup in reversed(self.supervisors):  # roots are made after their subtrees
-            with contextlib.suppress(greenkeep.RestartIntensityExceeded):
-                sup.stop(timeout=DEADLINE)
+            sup.stop(timeout=DEADLINE)
 
 
 @pytest.fixture
@@ -693,7 +691,7 @@ def test_default_logging() -> None:
             clock.advance(0.025)
             assert 2 == got(service.started)
             service.take.put("hang")
-            service.hanging.wait(DEADLINE)
+            assert service.hanging.wait(DEADLINE)
             report = sup.stop()
         finally:
             service.release.set()
@@ -868,7 +866,7 @@ def test_stopping_still_works_with_hung_services(tidy: Tidy) -> None:
     sup.start()
     got(service.started)
     service.take.put("hang")
-    service.hanging.wait(DEADLINE)
+    assert service.hanging.wait(DEADLINE)
 
     report, took = stopped_by(sup)
 
@@ -894,7 +892,7 @@ def test_service_report(tidy: Tidy) -> None:
     sup.start()
     got(service.started)
     service.take.put("hang")
-    service.hanging.wait(DEADLINE)
+    assert service.hanging.wait(DEADLINE)
     assert sup.report is None
 
     report = sup.stop()
@@ -907,7 +905,7 @@ def test_service_report(tidy: Tidy) -> None:
 
 
 def test_event_stop_timeout_names_the_child(tidy: Tidy) -> None:
-    """suture v4 events_test.go (pull-request branch): TestEventStopTimeout_String. The
+    """suture v4 events_test.go (pull request #72): TestEventStopTimeout_String. The
     stop-timeout event names the supervisor and the service, whether the service can name
     itself (``fmt.Stringer``) or not.
 
@@ -937,7 +935,7 @@ def test_event_stop_timeout_names_the_child(tidy: Tidy) -> None:
     for service in (named, plain):
         got(service.started)
         service.take.put("hang")
-        service.hanging.wait(DEADLINE)
+        assert service.hanging.wait(DEADLINE)
 
     sup.stop()
 
@@ -991,7 +989,7 @@ def test_removing_hung_service(tidy: Tidy) -> None:
     sup.start()
     got(service.started)
     service.take.put("hang")
-    service.hanging.wait(DEADLINE)
+    assert service.hanging.wait(DEADLINE)
     started = time.monotonic()
 
     info = sup.terminate_child("hung")
@@ -1029,7 +1027,7 @@ def test_removing_hung_service_then_running_it_again(tidy: Tidy) -> None:
     sup.start()
     got(service.started)
     service.take.put("hang")
-    service.hanging.wait(DEADLINE)
+    assert service.hanging.wait(DEADLINE)
     sup.terminate_child("hung")
     sup.restart_child("hung")
     assert 2 == got(service.started)
@@ -1088,7 +1086,7 @@ def test_remove_and_wait_for_a_hung_service(tidy: Tidy) -> None:
     sup.start_child(ChildSpec("A2", service.serve, shutdown=SHUTDOWN))
     got(service.started)
     service.take.put("hang")
-    service.hanging.wait(DEADLINE)
+    assert service.hanging.wait(DEADLINE)
     started = time.monotonic()
 
     info = sup.terminate_child("A2")
@@ -1131,10 +1129,10 @@ def test_remove_and_wait_forever_for_a_slow_service(tidy: Tidy) -> None:
     sup.start_child(ChildSpec("A1", service.serve, shutdown="infinity"))
     got(service.started)
     service.take.put("hang")
-    service.hanging.wait(DEADLINE)
+    assert service.hanging.wait(DEADLINE)
 
     removing = Call(lambda: sup.terminate_child("A1"))
-    service.asked_to_stop.wait(DEADLINE)
+    assert service.asked_to_stop.wait(DEADLINE)
     hub_turns()
     assert not removing.done.is_set()  # waits for the hung service
     service.release.set()
@@ -1183,7 +1181,7 @@ def test_stop_after_remove_and_wait_of_a_hung_service(tidy: Tidy) -> None:
     sup.start_child(ChildSpec("A1", service.serve, shutdown=SHUTDOWN))
     got(service.started)
     service.take.put("hang")
-    service.hanging.wait(DEADLINE)
+    assert service.hanging.wait(DEADLINE)
     sup.terminate_child("A1")
     events.wait("child_unstopped", child_id="A1")
     sup.delete_child("A1")
