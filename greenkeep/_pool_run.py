@@ -436,8 +436,8 @@ class PoolRun(Run):
     def disown(self) -> int:
         greenlets = []
         for worker in self.workers:
-            greenlets += [worker.greenlet, worker.abandoned_greenlet]
-            worker.greenlet = worker.abandoned_greenlet = None
+            greenlets += [worker.greenlet, *(worker.abandoned or {}).values()]
+            worker.greenlet = worker.abandoned = None
             worker.live = 0
             worker.status = TERMINATED
         self.active = 0

@@ -36,7 +36,9 @@ class Record(Runnable):
         restarts: Restarts greenkeep made of it.
         started_at: The supervisor clock's reading when the incarnation started.
         awaiting_ready, ready_inc: The readiness handshake (`greenkeep.ready`).
-        abandoned, abandoned_greenlet: The incarnation reported unstopped, while it lives.
+        abandoned: The incarnations reported unstopped that still run, by incarnation
+            (their greenlets); ``None`` while there are none. A child terminated, restarted
+            and stopped again can leave more than one.
         hb_missed: The incarnation killed for missing its heartbeat (0 if none).
         backoff_attempt: Its consecutive restarts under backoff.
         delay_seq: The ticket of its pending delayed restart (0 if none).
@@ -44,7 +46,6 @@ class Record(Runnable):
 
     __slots__ = (
         "abandoned",
-        "abandoned_greenlet",
         "awaiting_ready",
         "backoff_attempt",
         "delay_seq",
@@ -86,8 +87,7 @@ class Record(Runnable):
         self.started_at = 0.0
         self.awaiting_ready = False
         self.ready_inc = 0
-        self.abandoned = 0
-        self.abandoned_greenlet: WorkerGreenlet | None = None
+        self.abandoned: dict[int, WorkerGreenlet | None] | None = None
         self.hb_missed = 0
         self.backoff_attempt = 0
         self.delay_seq = 0

@@ -137,6 +137,8 @@ class Run(abc.ABC):
         self.manager: gevent.Greenlet[[], None] | None = None
         self._start_error: ChildStartError | None = None
         self._stop_pushed = False
+        #: How many of the stopper's unstopped entries came before the run's stop began.
+        self._unstopped_before_stop: int | None = None
         self._settling = False
 
     def budget(self) -> int | UnlimitedType:
@@ -220,8 +222,9 @@ class Run(abc.ABC):
 
     def abandon(self, record: Record) -> None:
         """*record*'s incarnation was reported unstopped: stop tracking it as running."""
-        record.abandoned = record.incarnation
-        record.abandoned_greenlet = record.greenlet
+        if record.abandoned is None:
+            record.abandoned = {}
+        record.abandoned[record.incarnation] = record.greenlet
         record.greenlet = None
         self.zombies += 1
 
@@ -363,6 +366,7 @@ class Run(abc.ABC):
         item = None
         if not self._stop_pushed:
             self._stop_pushed = True
+            self._unstopped_before_stop = len(self.stopper.unstopped)
             self.state = STOPPING
             self.driver.push(self.stop_op())
         elif mailbox.deferred or mailbox.queue:
@@ -429,15 +433,36 @@ class Run(abc.ABC):
 
     def late_exit(self, record: Record, incarnation: int, reason: str) -> None:
         """An exit of an incarnation that was already accounted for, or abandoned."""
-        if record.abandoned and record.abandoned == incarnation:
-            record.abandoned = 0
-            if record.abandoned_greenlet is not None:
-                self.retirees.append(record.abandoned_greenlet)
-                record.abandoned_greenlet = None
+        abandoned = record.abandoned
+        if abandoned is not None and incarnation in abandoned:
+            greenlet = abandoned.pop(incarnation)
+            if not abandoned:
+                record.abandoned = None
+            if greenlet is not None:
+                self.retirees.append(greenlet)
             self.zombies -= 1
+            self._forget_unstopped(record, incarnation)
             self.reporter.late_exit(record.id, incarnation, reason)
         else:
             self.reporter.exit_ignored(record.id, incarnation)
+
+    def _forget_unstopped(self, record: Record, incarnation: int) -> None:
+        # An incarnation given up on before the run's stop (terminate_child, a strategy's
+        # restart) that has ended since is not in the stop's report: the report lists what
+        # still runs, and what outlived the stop itself.
+        unstopped = self.stopper.unstopped
+        before = self._unstopped_before_stop
+        for i in range(len(unstopped) if before is None else before):
+            entry = unstopped[i]
+            if (entry.path, entry.child_id, entry.incarnation) == (
+                self.path,
+                record.id,
+                incarnation,
+            ):
+                del unstopped[i]
+                if before is not None:
+                    self._unstopped_before_stop = before - 1
+                return
 
     def _finish(self) -> None:
         self.reporter.summaries(self.clock(), flush=True)

@@ -351,8 +351,8 @@ class SupervisorRun(Run):
     def disown(self) -> int:
         greenlets = []
         for child in self.children.values():
-            greenlets += [child.greenlet, child.abandoned_greenlet]
-            child.greenlet = child.abandoned_greenlet = None
+            greenlets += [child.greenlet, *(child.abandoned or {}).values()]
+            child.greenlet = child.abandoned = None
             child.status = TERMINATED
         self.active = 0
         return disown(greenlets)

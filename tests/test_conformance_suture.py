@@ -1004,12 +1004,6 @@ def test_removing_hung_service(tidy: Tidy) -> None:
     assert events.wait("child_exited", child_id="hung", late=True)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: a supervisor stopped while two incarnations of one child (one abandoned "
-    "by terminate_child, one from restart_child) outlive their bounds stays 'stopping' "
-    "after both have ended, and start() refuses it for ever",
-)
 def test_removing_hung_service_then_running_it_again(tidy: Tidy) -> None:
     """suture v4 suture_test.go: TestRemovingHungService (and adding the same service
     again: suture's ``Add`` after ``Remove`` runs a second copy beside the hung one).
@@ -1162,11 +1156,6 @@ def test_stop_after_remove_and_wait(tidy: Tidy) -> None:
     assert [] == events.of("child_unstopped")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: a child reported unstopped by terminate_child, deleted, and ended since "
-    "is still named in the StopReport of a later stop (which had nothing left to stop)",
-)
 def test_stop_after_remove_and_wait_of_a_hung_service(tidy: Tidy) -> None:
     """suture v4 suture_test.go: TestStopAfterRemoveAndWait (with the service hung when it
     was removed: suture forgets it once its removal has timed out or it has ended). A child
