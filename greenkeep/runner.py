@@ -284,7 +284,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     calls ``structlog.configure()`` at import keeps its configuration, and so does
     ``--log-format keep``), a default is configured: events at *LEVEL* and above (default
     ``info``) to standard error, one JSON object per line (``json``) or structlog's console
-    renderer (``console``); ``auto`` picks console on a terminal and JSON otherwise.
+    renderer (``console``); ``auto`` picks console on a terminal and JSON otherwise
+    (`greenkeep.logging.configure`, with ``pid`` on every line).
 
     Returns:
         The exit status, as in the module's table:
