@@ -6,6 +6,12 @@ Run it with ``uv run benchmarks/restart_rate.py`` (about two minutes on a 2-core
 1,000 / 10,000 / 100,000-worker runs (several minutes); ``--json PATH`` writes every number
 with the versions and the machine; ``--versions`` prints the versions.
 
+The table's header names what the run ran with: the Python implementation and version, the
+gevent, greenlet, structlog and greenkeep versions (this interpreter's, which runs every
+child), and the machine (the CPU model from ``/proc/cpuinfo`` where there is one, the logical
+CPU count, the OS and kernel release, the architecture, gevent's loop). The JSON output has
+the same under ``versions`` and ``machine``.
+
 What is measured
 ================
 
@@ -124,6 +130,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import platform
 import statistics
 import sys
 import time
@@ -352,7 +359,8 @@ def main_parent(args: argparse.Namespace) -> int:
     scaling = run_scaling(runner, args) if args.scaling else None
     total = time.perf_counter() - runner.started
 
-    out = Report(args, rows, scenarios, scaling)
+    info = run_info()
+    out = Report(args, rows, scenarios, scaling, info)
     print(out.table())
     checks = out.checks()
     print()
@@ -374,8 +382,8 @@ def main_parent(args: argparse.Namespace) -> int:
                 "scaling": args.scaling,
                 "default_mode": DEFAULT_MODE,
             },
-            "versions": versions(),
-            "machine": machine_info(),
+            "versions": info["versions"],
+            "machine": info["machine"],
             "rows": rows,
             "budget_ratios": out.budget_ratios(),
             "scenarios": scenarios,
@@ -451,6 +459,30 @@ def _median_run(results: list[dict[str, Any]]) -> dict[str, Any]:
 # ---------------------------------------------------------------------- report
 
 
+def run_info() -> dict[str, Any]:
+    """
+    What this run ran with: ``versions`` (Python and its implementation, gevent, greenlet,
+    structlog, greenkeep: those of this interpreter, which runs every child too) and
+    ``machine`` (the CPU model from ``/proc/cpuinfo`` where there is one, the logical CPU
+    count, the platform string, the OS and kernel release, the architecture, gevent's loop).
+    The table's header and the JSON output carry the same.
+    """
+    machine = machine_info()
+    machine.update(os=f"{platform.system()} {platform.release()}", arch=platform.machine())
+    return {"versions": versions(), "machine": machine}
+
+
+def header_lines(info: dict[str, Any]) -> list[str]:
+    """The table's header lines that name the versions and the machine."""
+    v, m = info["versions"], info["machine"]
+    return [
+        f"Versions: {v['python']}; gevent {v['gevent']}, greenlet {v['greenlet']}, "
+        f"structlog {v['structlog']}; greenkeep {v['greenkeep']}",
+        f"Machine: {m['cpu']}; {m['cpus']} logical CPUs; {m['os']} ({m['arch']}); "
+        f"gevent loop {m['gevent_loop']}",
+    ]
+
+
 def _ok(r: dict[str, Any] | None) -> bool:
     return r is not None and r.get("status") == "ok"
 
@@ -480,11 +512,14 @@ class Report:
         rows: dict[str, dict[str, Any]],
         scenarios: dict[str, dict[str, Any]],
         scaling: dict[str, Any] | None,
+        info: dict[str, Any],
     ) -> None:
         self.args = args
         self.rows = rows
         self.scenarios = scenarios
         self.scaling = scaling
+        #: ``versions`` and ``machine`` (see `run_info`); the table's header names them.
+        self.info = info
 
     def rate(self, name: str) -> float | None:
         r = self.rows.get(name)
@@ -505,6 +540,7 @@ class Report:
         lines = [
             f"Restart rate: {a.workers:,} workers crashing ({a.crash}), "
             f"{a.seconds:g} s window, each row in its own process",
+            *header_lines(self.info),
             "",
             f"{'row':<40}{'restarts/s':>11}{'x naive':>9}{'x asyncio':>10}{'x limit':>9}"
             f"{'p50 us':>11}{'p99 us':>11}{'peak RSS':>10}{'idle/worker':>13}",
