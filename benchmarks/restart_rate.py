@@ -123,8 +123,8 @@ After the tables the acceptance targets (those of issues 4 and 5, and introspect
 polling) are checked, from this run only. The budget rows' ratios to their UNLIMITED rows are
 printed below the table, informational.
 
-Targets and N/A
-===============
+Targets, N/A and ``--check``
+============================
 
 The targets are defined at the default run: ``--workers 10000 --seconds 2 --crash
 immediate`` (and the internal ``--warmup-max 5``), with ``--rounds 2`` or more (more rounds
@@ -148,6 +148,11 @@ target that was not measured: a row that could not run, or the scaling targets w
 not judged and how many not measured. ``--json`` writes each target with ``status``,
 ``reduced_by`` (the options that differ, empty if judged), ``value``, ``bound`` and
 ``detail``, and the run's ``defined_at`` and ``reduced_by``.
+
+Exit status: 0 when every row and scenario ran, whatever the targets gave (this is a
+measuring tool). 1 when a row or scenario could not run (status ``error``) or, with
+``--check``, when a target that applies FAILs; an N/A never fails ``--check``, so a
+``--quick --check`` run exits 0. 2 is argparse's, for bad arguments.
 """
 
 from __future__ import annotations
@@ -438,7 +443,7 @@ def main_parent(args: argparse.Namespace) -> int:
             json.dump(doc, f, indent=2)
             f.write("\n")
     errors = [r for r in [*rows.values(), *scenarios.values()] if r.get("status") == "error"]
-    return 1 if errors else 0
+    return exit_status(checks, errored=bool(errors), check=args.check)
 
 
 def run_scaling(runner: Runner, args: argparse.Namespace) -> dict[str, Any]:
@@ -512,6 +517,7 @@ def run_config(args: argparse.Namespace) -> dict[str, Any]:
         "quick": args.quick,
         "rounds": args.rounds,
         "scaling": args.scaling,
+        "check": args.check,
         "default_mode": DEFAULT_MODE,
     }
 
@@ -599,6 +605,17 @@ def target_lines(checks: list[dict[str, Any]], config: dict[str, Any]) -> list[s
         + (f" ({', '.join(why)})" if why else "")
     )
     return lines
+
+
+def exit_status(checks: list[dict[str, Any]], *, errored: bool, check: bool) -> int:
+    """
+    The run's exit status: 1 if a row or scenario could not run (*errored*), or, with
+    ``--check`` (*check*), if a target that applies failed (a ``FAIL``; an ``N/A``, whether
+    not judged in a reduced run or not measured, never fails it); 0 otherwise.
+    """
+    if errored or (check and any(c["status"] == "FAIL" for c in checks)):
+        return 1
+    return 0
 
 
 # ---------------------------------------------------------------------- report
@@ -1075,6 +1092,12 @@ targets:
   --seconds, --crash or --rounds below 2, for the targets whose rows they change)
   prints that target's measured value but judges it "N/A (--quick)",
   "N/A (--workers 1000)", ... instead of PASS or FAIL.
+
+exit status:
+  0  every row and scenario ran (without --check, whatever the targets gave);
+  1  a row or scenario could not run, or, with --check, a target that applies failed
+     (N/A targets never fail it: a --quick --check run exits 0);
+  2  bad arguments.
 """
 
 
@@ -1113,6 +1136,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--quick",
         action="store_true",
         help="tiny smoke run (a few seconds): its targets are measured, not judged (N/A)",
+    )
+    p.add_argument(
+        "--check",
+        action="store_true",
+        help="exit 1 if a target that applies to this run fails (see the exit status below)",
     )
     p.add_argument("--versions", action="store_true", help="print the versions and exit")
     p.add_argument("--no-progress", action="store_true", help="no progress lines on stderr")

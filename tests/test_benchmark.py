@@ -170,6 +170,15 @@ def test_quick_run_judges_no_target(quick: Run) -> None:
     assert 10_000 == quick.data["defined_at"]["workers"]
 
 
+@pytest.mark.slow
+def test_quick_check_exits_zero(tmp_path: Path) -> None:
+    """--check on a --quick run: no target applies, so none fails it (exit 0)."""
+    run = run_quick(tmp_path, "--check", "--no-progress")
+    assert 0 == run.returncode, (run.stdout[-2000:], run.stderr[-2000:])
+    assert re.search(r"^targets: PASS 0, FAIL 0, N/A 12 ", run.stdout, re.MULTILINE)
+    assert run.data["config"]["check"] is True
+
+
 # ---------------------------------------------------------------- the judgement, unrun
 
 
@@ -247,11 +256,12 @@ def test_reduced_by_names_what_differs(bench: ModuleType) -> None:
     assert ["--workers 1000", "--seconds 1"] == reduced(
         ["--seconds", "1", "--workers", "1000"], rate
     )
-    assert [] == reduced(["--scaling", "--json", "x.json"], rate)
+    assert [] == reduced(["--scaling", "--json", "x.json", "--check"], rate)
 
 
-def test_failing_target_at_the_default_size_fails(bench: ModuleType) -> None:
-    """fresh at 2x naive (target 2.5x) at the default size: FAIL."""
+def test_failing_target_at_the_default_size_fails_check(bench: ModuleType) -> None:
+    """fresh at 2x naive (target 2.5x) at the default size: FAIL, and --check exits 1;
+    without --check the exit status stays 0."""
     report = fake_report(bench, [], 2.0)
     checks = report.checks()
     check = fresh_check(checks)
@@ -265,9 +275,14 @@ def test_failing_target_at_the_default_size_fails(bench: ModuleType) -> None:
     lines = bench.target_lines(checks, bench.run_config(report.args))
     assert "FAIL  fresh filtered >= 2.5x naive: 2.00x naive" in lines
     assert "targets: PASS 2, FAIL 1, N/A 9 (9 not measured)" == lines[-1]
+    assert 1 == bench.exit_status(checks, errored=False, check=True)
+    assert 0 == bench.exit_status(checks, errored=False, check=False)
     # The same rows at 3x naive: nothing fails.
     passing = fake_report(bench, [], 3.0).checks()
     assert "PASS" == fresh_check(passing)["status"]
+    assert 0 == bench.exit_status(passing, errored=False, check=True)
+    # A row that could not run is exit 1 with or without --check, as before.
+    assert 1 == bench.exit_status(passing, errored=True, check=False)
 
 
 @pytest.mark.parametrize(
@@ -282,7 +297,7 @@ def test_failing_target_at_a_reduced_size_is_na(
     bench: ModuleType, argv: list[str], why: str
 ) -> None:
     """The same failing rows in a reduced run: N/A (naming what differs) with the measured
-    value shown."""
+    value shown, and --check exits 0."""
     report = fake_report(bench, argv, 2.0)
     checks = report.checks()
     check = fresh_check(checks)
@@ -291,3 +306,4 @@ def test_failing_target_at_a_reduced_size_is_na(
     lines = bench.target_lines(checks, bench.run_config(report.args))
     assert f"N/A ({why})  fresh filtered >= 2.5x naive: 2.00x naive" in lines
     assert not any(line.startswith(("PASS", "FAIL")) for line in lines), lines
+    assert 0 == bench.exit_status(checks, errored=False, check=True)
