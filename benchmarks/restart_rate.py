@@ -565,7 +565,10 @@ def verdict_label(check: dict[str, Any]) -> str:
 
 
 def _option(key: str, value: Any) -> str:
-    shown = f"{value:g}" if isinstance(value, float) else str(value)
+    """``--seconds 0.5``: the option and its value (a float as short as it stays exact)."""
+    shown = str(value)
+    if isinstance(value, float) and float(f"{value:g}") == value:
+        shown = f"{value:g}"
     return f"{OPTION_OF[key]} {shown}"
 
 

@@ -249,6 +249,7 @@ def test_reduced_by_names_what_differs(bench: ModuleType) -> None:
     assert ["--seconds 0.5"] == reduced(["--seconds", "0.5"], bench.WINDOWED_TARGET)
     assert [] == reduced(["--seconds", "0.5"], scenario)
     assert [] == reduced(["--seconds", "2"], rate)
+    assert ["--seconds 2.0000001"] == reduced(["--seconds", "2.0000001"], rate)
     assert ["--crash yield"] == reduced(["--crash", "yield"], rate)
     assert [] == reduced(["--rounds", "3"], rate)
     assert ["--rounds 1"] == reduced(["--rounds", "1"], rate)
