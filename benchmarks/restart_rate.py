@@ -6,6 +6,12 @@ Run it with ``uv run benchmarks/restart_rate.py`` (about two minutes on a 2-core
 1,000 / 10,000 / 100,000-worker runs (several minutes); ``--json PATH`` writes every number
 with the versions and the machine; ``--versions`` prints the versions.
 
+The table's header names what the run ran with: the Python implementation and version, the
+gevent, greenlet, structlog and greenkeep versions (this interpreter's, which runs every
+child), and the machine (the CPU model from ``/proc/cpuinfo`` where there is one, the logical
+CPU count, the OS and kernel release, the architecture, gevent's loop). The JSON output has
+the same under ``versions`` and ``machine``.
+
 What is measured
 ================
 
@@ -114,9 +120,39 @@ Scenarios, each in its own child too:
   100,000 workers, each the median of 3 interleaved runs, as each mode's ratio to its limit.
 
 After the tables the acceptance targets (those of issues 4 and 5, and introspection under
-polling) are checked, from this run only, and printed as PASS / FAIL (or N/A with the reason
-when a row could not run). The budget rows' ratios to their UNLIMITED rows are printed below
-the table, informational.
+polling) are checked, from this run only. The budget rows' ratios to their UNLIMITED rows are
+printed below the table, informational.
+
+Targets, N/A and ``--check``
+============================
+
+The targets are defined at the default run: ``--workers 10000 --seconds 2 --crash
+immediate`` (and the internal ``--warmup-max 5``), with ``--rounds 2`` or more (more rounds
+measure the same medians, better; one round loses the reversed second round). Each target
+depends on what its rows are run with (`DEFINED_AT`, and the tuples after it):
+
+- the rate-row targets (fresh against naive, reuse against asyncio, JSON against filtered):
+  ``--workers``, ``--seconds``, ``--crash``, ``--warmup-max``, ``--rounds``;
+- introspection under polling: the same but ``--rounds`` (it runs once);
+- isolated crash, heartbeats: ``--workers`` and ``--seconds``;
+- memory, storm (both), snapshot: ``--workers`` only;
+- scaling: ``--seconds``, ``--crash``, ``--warmup-max`` (it has its own sizes and runs,
+  whatever ``--workers`` and ``--rounds`` say);
+- ``--quick`` changes all of them (its sizes, windows, warm-up and rounds).
+
+A target is judged PASS or FAIL only in a run that matches its configuration. In any other
+run (``--quick``, ``--workers 1000``, ...) it prints what it measured but its verdict is
+``N/A (--quick)``, ``N/A (--workers 1000)``, ... naming what differs. A plain ``N/A`` is a
+target that was not measured: a row that could not run, or the scaling targets without
+``--scaling``. The line under the targets counts each verdict, and says how many N/A were
+not judged and how many not measured. ``--json`` writes each target with ``status``,
+``reduced_by`` (the options that differ, empty if judged), ``value``, ``bound`` and
+``detail``, and the run's ``defined_at`` and ``reduced_by``.
+
+Exit status: 0 when every row and scenario ran, whatever the targets gave (this is a
+measuring tool). 1 when a row or scenario could not run (status ``error``) or, with
+``--check``, when a target that applies FAILs; an N/A never fails ``--check``, so a
+``--quick --check`` run exits 0. 2 is argparse's, for bad arguments.
 """
 
 from __future__ import annotations
@@ -124,6 +160,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import platform
 import statistics
 import sys
 import time
@@ -204,6 +241,32 @@ HEARTBEAT_PAIRS = 400
 #: The introspection scenario: a polled window that has not ended this many seconds after
 #: it was due is cut (5 --seconds below 2).
 INTROSPECTION_OVERRUN = 10.0
+
+#: The configuration the targets are defined at: the default run. ``rounds`` is a minimum
+#: (more rounds measure the same medians, better); the others must be equal. The defaults
+#: of the options are these.
+DEFINED_AT: dict[str, Any] = {
+    "workers": 10_000,
+    "seconds": 2.0,
+    "crash": "immediate",
+    "warmup_max": 5.0,
+    "rounds": 2,
+}
+#: The option that sets each of `DEFINED_AT`.
+OPTION_OF = {
+    "workers": "--workers",
+    "seconds": "--seconds",
+    "crash": "--crash",
+    "warmup_max": "--warmup-max",
+    "rounds": "--rounds",
+}
+#: What each kind of target depends on (what its rows are run with): a run that differs
+#: from `DEFINED_AT` in one of these, or any ``--quick`` run, does not judge it.
+RATE_TARGET = ("workers", "seconds", "crash", "warmup_max", "rounds")
+SCENARIO_TARGET = ("workers",)  # memory, storm, snapshot: N only
+WINDOWED_TARGET = ("workers", "seconds")  # isolated crash, heartbeats
+INTROSPECTION_TARGET = ("workers", "seconds", "crash", "warmup_max")  # run once, any rounds
+SCALING_TARGET = ("seconds", "crash", "warmup_max")  # its own sizes and runs, any --workers
 
 
 # ---------------------------------------------------------------------- child side
@@ -329,7 +392,8 @@ def main_parent(args: argparse.Namespace) -> int:
     if not args.no_progress:
         print(
             f"restart_rate: {n:,} workers, crash {args.crash}, {args.seconds:g} s window per row"
-            + (f", {args.rounds} rounds" if args.rounds > 1 else ""),
+            + (f", {args.rounds} rounds" if args.rounds > 1 else "")
+            + (" (--quick: targets not judged)" if args.quick else ""),
             file=sys.stderr,
         )
     runs: dict[str, list[dict[str, Any]]] = {row.name: [] for row in RATE_ROWS}
@@ -352,30 +416,22 @@ def main_parent(args: argparse.Namespace) -> int:
     scaling = run_scaling(runner, args) if args.scaling else None
     total = time.perf_counter() - runner.started
 
-    out = Report(args, rows, scenarios, scaling)
+    info = run_info()
+    out = Report(args, rows, scenarios, scaling, info)
     print(out.table())
     checks = out.checks()
+    config = run_config(args)
     print()
-    for check in checks:
-        print(f"{check['status']:<4}  {check['target']}: {check['detail']}")
-    counts = {s: sum(1 for c in checks if c["status"] == s) for s in ("PASS", "FAIL", "N/A")}
-    print(f"targets: PASS {counts['PASS']}, FAIL {counts['FAIL']}, N/A {counts['N/A']}")
+    print("\n".join(target_lines(checks, config)))
     if not args.no_progress:
         print(f"total time {total:.1f} s", file=sys.stderr)
     if args.json:
         doc = {
-            "config": {
-                "workers": n,
-                "crash": args.crash,
-                "seconds": args.seconds,
-                "warmup_max": args.warmup_max,
-                "quick": args.quick,
-                "rounds": args.rounds,
-                "scaling": args.scaling,
-                "default_mode": DEFAULT_MODE,
-            },
-            "versions": versions(),
-            "machine": machine_info(),
+            "config": config,
+            "defined_at": DEFINED_AT,
+            "reduced_by": reduced_by(config, tuple(DEFINED_AT)),
+            "versions": info["versions"],
+            "machine": info["machine"],
             "rows": rows,
             "budget_ratios": out.budget_ratios(),
             "scenarios": scenarios,
@@ -387,7 +443,7 @@ def main_parent(args: argparse.Namespace) -> int:
             json.dump(doc, f, indent=2)
             f.write("\n")
     errors = [r for r in [*rows.values(), *scenarios.values()] if r.get("status") == "error"]
-    return 1 if errors else 0
+    return exit_status(checks, errored=bool(errors), check=args.check)
 
 
 def run_scaling(runner: Runner, args: argparse.Namespace) -> dict[str, Any]:
@@ -448,7 +504,148 @@ def _median_run(results: list[dict[str, Any]]) -> dict[str, Any]:
     return merged
 
 
+# ---------------------------------------------------------------------- targets
+
+
+def run_config(args: argparse.Namespace) -> dict[str, Any]:
+    """The options that decide what the run measures (the JSON's ``config``)."""
+    return {
+        "workers": args.workers,
+        "crash": args.crash,
+        "seconds": args.seconds,
+        "warmup_max": args.warmup_max,
+        "quick": args.quick,
+        "rounds": args.rounds,
+        "scaling": args.scaling,
+        "check": args.check,
+        "default_mode": DEFAULT_MODE,
+    }
+
+
+def reduced_by(config: dict[str, Any], depends_on: tuple[str, ...]) -> list[str]:
+    """
+    Why a target that depends on *depends_on* (keys of `DEFINED_AT`) is not judged in a run
+    with *config*: ``["--quick"]`` for a quick run, else each option whose value differs
+    from `DEFINED_AT` (fewer rounds than it, for ``rounds``) as ``"--workers 1000"``; an
+    empty list when the target applies.
+    """
+    if config.get("quick"):
+        return ["--quick"]
+    out = []
+    for key in depends_on:
+        value, defined = config[key], DEFINED_AT[key]
+        if value == defined or (key == "rounds" and value >= defined):
+            continue
+        out.append(_option(key, value))
+    return out
+
+
+def judge(
+    value: float | None,
+    bound: float,
+    *,
+    at_most: bool = False,
+    reduced: list[str] | tuple[str, ...] = (),
+) -> str:
+    """
+    One target's verdict: ``"N/A"`` if it was not measured (*value* ``None``) or the run is
+    not the one it is defined at (*reduced*, from `reduced_by`, not empty); else ``"PASS"``
+    if *value* is at least *bound* (at most, with *at_most*), ``"FAIL"`` if not.
+    """
+    if value is None or reduced:
+        return "N/A"
+    return "PASS" if (value <= bound if at_most else value >= bound) else "FAIL"
+
+
+def verdict_label(check: dict[str, Any]) -> str:
+    """``PASS``, ``FAIL``, ``N/A``, or ``N/A (--quick)`` for a target a reduced run measured
+    but does not judge."""
+    reduced = check.get("reduced_by") or []
+    return f"{check['status']} ({' '.join(reduced)})" if reduced else str(check["status"])
+
+
+def _option(key: str, value: Any) -> str:
+    """``--seconds 0.5``: the option and its value (a float as short as it stays exact)."""
+    shown = str(value)
+    if isinstance(value, float) and float(f"{value:g}") == value:
+        shown = f"{value:g}"
+    return f"{OPTION_OF[key]} {shown}"
+
+
+def defined_at_text() -> str:
+    """`DEFINED_AT` as options (``--warmup-max``, an internal option, left out)."""
+    exact = " ".join(
+        _option(k, v) for k, v in DEFINED_AT.items() if k not in ("warmup_max", "rounds")
+    )
+    return f"{exact}, {OPTION_OF['rounds']} {DEFINED_AT['rounds']} or more"
+
+
+def target_lines(checks: list[dict[str, Any]], config: dict[str, Any]) -> list[str]:
+    """What the run prints about the targets: where they are defined, whether this run is
+    there, one line per target, and the counts."""
+    lines = [f"Targets, defined at the default run ({defined_at_text()}):"]
+    differs = reduced_by(config, tuple(DEFINED_AT))
+    if config.get("quick"):
+        lines.append("  this is a --quick run: every target is measured but not judged (N/A)")
+    elif differs:
+        lines.append(
+            f"  this run differs ({' '.join(differs)}): the targets that depend on it are "
+            "measured but not judged (N/A)"
+        )
+    else:
+        lines.append("  this run is at that configuration: every target it measured is judged")
+    width = max([4, *(len(verdict_label(c)) for c in checks)])
+    lines += [f"{verdict_label(c):<{width}}  {c['target']}: {c['detail']}" for c in checks]
+    counts = {s: sum(1 for c in checks if c["status"] == s) for s in ("PASS", "FAIL", "N/A")}
+    unjudged = sum(1 for c in checks if c["reduced_by"])
+    why = []
+    if unjudged:
+        why.append(f"{unjudged} not judged at {' '.join(differs)}")
+    if counts["N/A"] > unjudged:
+        why.append(f"{counts['N/A'] - unjudged} not measured")
+    lines.append(
+        f"targets: PASS {counts['PASS']}, FAIL {counts['FAIL']}, N/A {counts['N/A']}"
+        + (f" ({', '.join(why)})" if why else "")
+    )
+    return lines
+
+
+def exit_status(checks: list[dict[str, Any]], *, errored: bool, check: bool) -> int:
+    """
+    The run's exit status: 1 if a row or scenario could not run (*errored*), or, with
+    ``--check`` (*check*), if a target that applies failed (a ``FAIL``; an ``N/A``, whether
+    not judged in a reduced run or not measured, never fails it); 0 otherwise.
+    """
+    if errored or (check and any(c["status"] == "FAIL" for c in checks)):
+        return 1
+    return 0
+
+
 # ---------------------------------------------------------------------- report
+
+
+def run_info() -> dict[str, Any]:
+    """
+    What this run ran with: ``versions`` (Python and its implementation, gevent, greenlet,
+    structlog, greenkeep: those of this interpreter, which runs every child too) and
+    ``machine`` (the CPU model from ``/proc/cpuinfo`` where there is one, the logical CPU
+    count, the platform string, the OS and kernel release, the architecture, gevent's loop).
+    The table's header and the JSON output carry the same.
+    """
+    machine = machine_info()
+    machine.update(os=f"{platform.system()} {platform.release()}", arch=platform.machine())
+    return {"versions": versions(), "machine": machine}
+
+
+def header_lines(info: dict[str, Any]) -> list[str]:
+    """The table's header lines that name the versions and the machine."""
+    v, m = info["versions"], info["machine"]
+    return [
+        f"Versions: {v['python']}; gevent {v['gevent']}, greenlet {v['greenlet']}, "
+        f"structlog {v['structlog']}; greenkeep {v['greenkeep']}",
+        f"Machine: {m['cpu']}; {m['cpus']} logical CPUs; {m['os']} ({m['arch']}); "
+        f"gevent loop {m['gevent_loop']}",
+    ]
 
 
 def _ok(r: dict[str, Any] | None) -> bool:
@@ -480,11 +677,14 @@ class Report:
         rows: dict[str, dict[str, Any]],
         scenarios: dict[str, dict[str, Any]],
         scaling: dict[str, Any] | None,
+        info: dict[str, Any],
     ) -> None:
         self.args = args
         self.rows = rows
         self.scenarios = scenarios
         self.scaling = scaling
+        #: ``versions`` and ``machine`` (see `run_info`); the table's header names them.
+        self.info = info
 
     def rate(self, name: str) -> float | None:
         r = self.rows.get(name)
@@ -505,6 +705,7 @@ class Report:
         lines = [
             f"Restart rate: {a.workers:,} workers crashing ({a.crash}), "
             f"{a.seconds:g} s window, each row in its own process",
+            *header_lines(self.info),
             "",
             f"{'row':<40}{'restarts/s':>11}{'x naive':>9}{'x asyncio':>10}{'x limit':>9}"
             f"{'p50 us':>11}{'p99 us':>11}{'peak RSS':>10}{'idle/worker':>13}",
@@ -716,7 +917,13 @@ class Report:
     # ------------------------------------------------------------------ targets
 
     def checks(self) -> list[dict[str, Any]]:
+        """
+        One dict per target: ``target``, ``status`` (`judge`), ``reduced_by`` (`reduced_by`:
+        why a measured target is not judged), ``detail``, and ``value`` and ``bound`` when it
+        was measured (a reduced run shows what it measured, unjudged).
+        """
         out: list[dict[str, Any]] = []
+        config = run_config(self.args)
 
         def add(
             target: str,
@@ -724,21 +931,22 @@ class Report:
             bound: float,
             detail: str,
             why: str,
+            depends_on: tuple[str, ...],
             at_most: bool = False,
         ) -> None:
+            reduced = reduced_by(config, depends_on)
+            check: dict[str, Any] = {
+                "target": target,
+                "status": judge(value, bound, at_most=at_most, reduced=reduced),
+                "reduced_by": reduced,
+            }
             if value is None:
-                out.append({"target": target, "status": "N/A", "detail": why})
+                check["detail"] = why
             else:
-                ok = value <= bound if at_most else value >= bound
-                out.append(
-                    {
-                        "target": target,
-                        "status": "PASS" if ok else "FAIL",
-                        "value": value,
-                        "bound": bound,
-                        "detail": detail.format(value=value, bound=bound),
-                    }
+                check.update(
+                    value=value, bound=bound, detail=detail.format(value=value, bound=bound)
                 )
+            out.append(check)
 
         def why(*names: str) -> str:
             bad = []
@@ -756,6 +964,7 @@ class Report:
             2.5,
             "{value:.2f}x naive",
             why("greenkeep-fresh", "naive"),
+            RATE_TARGET,
         )
         add(
             "reuse filtered >= 1.5x asyncio",
@@ -763,6 +972,7 @@ class Report:
             1.5,
             "{value:.2f}x asyncio",
             why("greenkeep-reuse", "asyncio"),
+            RATE_TARGET,
         )
         add(
             f"default-mode ({DEFAULT_MODE}) JSON >= 0.5x its filtered rate",
@@ -770,6 +980,7 @@ class Report:
             0.5,
             "{value:.2f}x filtered",
             why("greenkeep-json", f"greenkeep-{DEFAULT_MODE}"),
+            RATE_TARGET,
         )
         if self.scaling is None:
             for mode, _, _ in SCALING_PAIRS:
@@ -779,6 +990,7 @@ class Report:
                     0.8,
                     "",
                     "run with --scaling",
+                    SCALING_TARGET,
                 )
         else:
             sizes = self.scaling["sizes"]
@@ -793,6 +1005,7 @@ class Report:
                     f"{{value:.2f}} ({b if b is None else round(b, 3)} vs "
                     f"{a if a is None else round(a, 3)})",
                     f"{gk_row} unavailable or failed at some size",
+                    SCALING_TARGET,
                 )
         gk_mem, bare = self.mem("memory-greenkeep"), self.mem("memory-bare")
         add(
@@ -801,6 +1014,7 @@ class Report:
             1.15,
             "{value:.2f}x bare",
             why("memory-greenkeep", "memory-bare"),
+            SCENARIO_TARGET,
             at_most=True,
         )
         gi, ni = self.scenarios.get("isolated-greenkeep"), self.scenarios.get("isolated-naive")
@@ -812,25 +1026,25 @@ class Report:
             0.5,
             "{value:.2f}x naive",
             why("isolated-greenkeep", "isolated-naive"),
+            WINDOWED_TARGET,
             at_most=True,
         )
         sg, sl = self.scenarios.get("storm-greenkeep"), self.scenarios.get("storm-limit")
-        if _ok(sg):
-            out.append(
-                {
-                    "target": "storm: all workers run again",
-                    "status": "PASS" if sg["all_back"] else "FAIL",
-                    "detail": f"{sg['back']:,} of {self.args.workers:,} running again",
-                }
-            )
-        else:
-            add("storm: all workers run again", None, 0, "", why("storm-greenkeep"))
+        add(
+            "storm: all workers run again",
+            (1.0 if sg["all_back"] else 0.0) if _ok(sg) else None,  # 1: all of them
+            1.0,
+            f"{sg['back']:,} of {self.args.workers:,} running again" if _ok(sg) else "",
+            why("storm-greenkeep"),
+            SCENARIO_TARGET,
+        )
         add(
             "storm: greenkeep longest ticker stall <= 2x limit's",
             sg["max_stall_ms"] / sl["max_stall_ms"] if _ok(sg) and _ok(sl) else None,
             2.0,
             "{value:.2f}x limit",
             why("storm-greenkeep", "storm-limit"),
+            SCENARIO_TARGET,
             at_most=True,
         )
         snap = self.scenarios.get("snapshot")
@@ -840,6 +1054,7 @@ class Report:
             5.0,
             "{value:.2f}% of a second",
             why("snapshot"),
+            SCENARIO_TARGET,
             at_most=True,
         )
         hb = self.scenarios.get("heartbeat")
@@ -849,6 +1064,7 @@ class Report:
             2.0,
             "{value:.2f}% of a core",
             why("heartbeat"),
+            WINDOWED_TARGET,
             at_most=True,
         )
         ins = self.scenarios.get("introspection")
@@ -863,6 +1079,7 @@ class Report:
                 else ""
             ),
             why("introspection"),
+            INTROSPECTION_TARGET,
         )
         return out
 
@@ -870,30 +1087,64 @@ class Report:
 # ---------------------------------------------------------------------- CLI
 
 
+_EPILOG = f"""\
+targets:
+  The targets are defined at the default run:
+    {defined_at_text()}.
+  A run that differs in what a target depends on (--quick always; else --workers,
+  --seconds, --crash or --rounds below 2, for the targets whose rows they change)
+  prints that target's measured value but judges it "N/A (--quick)",
+  "N/A (--workers 1000)", ... instead of PASS or FAIL.
+
+exit status:
+  0  every row and scenario ran (without --check, whatever the targets gave);
+  1  a row or scenario could not run, or, with --check, a target that applies failed
+     (N/A targets never fail it: a --quick --check run exits 0);
+  2  bad arguments.
+"""
+
+
+class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
+    """Defaults shown, and the epilog as written."""
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(
         description="Restart rate of greenkeep against baselines (see the module docstring).",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        epilog=_EPILOG,
+        formatter_class=_HelpFormatter,
     )
-    p.add_argument("--workers", type=int, default=10_000, help="workers per row")
+    p.add_argument("--workers", type=int, default=DEFINED_AT["workers"], help="workers per row")
     p.add_argument(
-        "--seconds", type=float, default=2.0, help="measurement window per row and round"
+        "--seconds",
+        type=float,
+        default=DEFINED_AT["seconds"],
+        help="measurement window per row and round",
     )
     p.add_argument(
         "--crash",
         choices=("immediate", "yield"),
-        default="immediate",
+        default=DEFINED_AT["crash"],
         help="'yield': each incarnation yields once (sleep(0)) before raising",
     )
     p.add_argument(
         "--rounds",
         type=int,
-        default=2,
+        default=DEFINED_AT["rounds"],
         help="run the rate rows this many times (interleaved) and report each row's median",
     )
     p.add_argument("--scaling", action="store_true", help="add the 1k/10k/100k scaling runs")
     p.add_argument("--json", metavar="PATH", help="write every result as JSON to PATH")
-    p.add_argument("--quick", action="store_true", help="tiny smoke run (a few seconds)")
+    p.add_argument(
+        "--quick",
+        action="store_true",
+        help="tiny smoke run (a few seconds): its targets are measured, not judged (N/A)",
+    )
+    p.add_argument(
+        "--check",
+        action="store_true",
+        help="exit 1 if a target that applies to this run fails (see the exit status below)",
+    )
     p.add_argument("--versions", action="store_true", help="print the versions and exit")
     p.add_argument("--no-progress", action="store_true", help="no progress lines on stderr")
     p.add_argument("--warmup-max", type=float, default=None, help=argparse.SUPPRESS)
@@ -905,7 +1156,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         args.seconds = min(args.seconds, 0.2)
         args.rounds = 1
     if args.warmup_max is None:
-        args.warmup_max = 0.2 if args.quick else 5.0
+        args.warmup_max = 0.2 if args.quick else DEFINED_AT["warmup_max"]
     if args.workers < 2:
         p.error("--workers must be at least 2")
     if args.rounds < 1:
