@@ -949,3 +949,413 @@ def test_sup_flags(flags: dict[str, Any], field: str) -> None:
         Supervisor([], **flags)
     assert [field] == [p.field for p in info.value.problems]
     Supervisor([], max_restarts=greenkeep.UNLIMITED)
+
+
+# ---------------------------------------------------------------------------- restart table
+
+#: (restart type, how the child exits) -> (restarted?, spec kept?), OTP's table.
+TABLE = {
+    "normal": {"permanent": (True, True), "transient": (False, True), "temporary": (False, False)},
+    "shutdown": {
+        "permanent": (True, True),
+        "transient": (False, True),
+        "temporary": (False, False),
+    },
+    "abnormal": {
+        "permanent": (True, True),
+        "transient": (True, True),
+        "temporary": (False, False),
+    },
+}
+
+
+def exit_and_check(
+    s: Supervisor, lab: Lab, events: Events, spec: ChildSpec, how: str
+) -> dict[str, Any]:
+    """Start *spec*, end it *how*, and check the outcome against `TABLE`."""
+    restarted, kept = TABLE[how.partition(":")[0]][spec.restart.value]
+    status = statuses(s).get(spec.id)
+    if status is None:
+        s.start_child(spec)
+    elif status == "terminated":
+        s.restart_child(spec.id)
+    exited = lab.exit(spec.id, how)
+    if restarted:
+        events.wait("child_restarted", child_id=spec.id)
+        assert ({spec.id: "running"}, counts(1, 1, 0, 1)) == (statuses(s), s.count_children())
+    elif kept:
+        assert ({spec.id: "terminated"}, counts(1, 0, 0, 1)) == (statuses(s), s.count_children())
+    else:
+        assert ([], counts(0, 0, 0, 0)) == (s.which_children(), s.count_children())
+    return exited
+
+
+@pytest.mark.parametrize("restart", ["permanent", "transient", "temporary"])
+def test_normal_termination(restart: str, events: Events, running: list[Any]) -> None:
+    """OTP supervisor_SUITE: permanent_normal, transient_normal, temporary_normal. A child
+    that exits normally (returns) is restarted if permanent, kept terminated if transient,
+    dropped if temporary."""
+    lab = Lab(events)
+    s = sup(subscribers=[events])
+    running.append(s)
+    s.start()
+
+    exited = exit_and_check(
+        s, lab, events, ChildSpec("child1", lab.target, restart=restart, shutdown=1.0), "normal"
+    )
+
+    assert "normal" == exited["reason"]
+
+
+@pytest.mark.parametrize("restart", ["permanent", "transient", "temporary"])
+def test_shutdown_termination(restart: str, events: Events, running: list[Any]) -> None:
+    """OTP supervisor_SUITE: permanent_shutdown, transient_shutdown, temporary_shutdown. A
+    child killed from outside with ``shutdown``, then with ``{shutdown, some_info}``: a
+    permanent child is restarted, a transient one kept terminated (and restart_child runs it
+    again), a temporary one dropped (and start_child adds it again).
+
+    deliberate difference: the equivalent of OTP's ``exit(Pid, shutdown)`` is
+    ``GreenletExit`` sent by someone other than the supervisor, which gevent calls a
+    success: the exit's reason is normal, not shutdown (README, exit table); the restart
+    decisions are OTP's for shutdown, as the normal and shutdown columns agree for exits
+    of the child's own."""
+    lab = Lab(events)
+    s = sup(subscribers=[events])
+    running.append(s)
+    s.start()
+    spec = ChildSpec("child1", lab.target, restart=restart, shutdown=1.0)
+
+    first = exit_and_check(s, lab, events, spec, "shutdown")
+    second = exit_and_check(s, lab, events, spec, "shutdown:some_info")
+
+    assert ("normal", "normal") == (first["reason"], second["reason"])
+
+
+@pytest.mark.parametrize("restart", ["permanent", "transient", "temporary"])
+def test_abnormal_termination(restart: str, events: Events, running: list[Any]) -> None:
+    """OTP supervisor_SUITE: permanent_abnormal, transient_abnormal, temporary_abnormal. A
+    child that crashes is restarted if permanent or transient, dropped if temporary."""
+    lab = Lab(events)
+    s = sup(subscribers=[events])
+    running.append(s)
+    s.start()
+
+    exited = exit_and_check(
+        s, lab, events, ChildSpec("child1", lab.target, restart=restart, shutdown=1.0), "abnormal"
+    )
+
+    assert ("abnormal", "ValueError: child1 died") == (exited["reason"], exited["error"])
+
+
+@pytest.mark.parametrize("strategy", ["one_for_all", "rest_for_one"])
+def test_temporary_bystander(strategy: str, events: Events, running: list[Any]) -> None:
+    """OTP supervisor_SUITE: temporary_bystander. A temporary child stopped as a bystander
+    of one_for_all or rest_for_one is not restarted (its spec is dropped), so the supervisor
+    does not die trying: only the permanent child is restarted."""
+    lab = Lab(events)
+    s = sup(
+        [
+            ChildSpec("child1", lab.target, shutdown=0.1),
+            ChildSpec("child2", lab.target, restart="temporary", shutdown=0.1),
+        ],
+        strategy=strategy,
+        period=300,
+        subscribers=[events],
+    )
+    running.append(s)
+    s.start()
+
+    lab.exit("child1", "normal")
+    events.wait("child_restarted", child_id="child1")
+
+    assert "shutdown" == events.of("child_exited", child_id="child2")[0]["reason"]
+    assert still_running(s)
+    assert ({"child1": "running"}, 2) == (statuses(s), lab.incarnation("child1"))
+
+
+# ---------------------------------------------------------------------------- strategies
+
+
+def test_multiple_restarts(events: Events, running: list[Any]) -> None:
+    """OTP supervisor_SUITE: multiple_restarts. With an intensity of 1 in 1 s, a child that
+    crashes once every 2.1 s is restarted every time and the supervisor lives on."""
+    clock = ManualClock()
+    lab = Lab(events)
+    s = sup(max_restarts=1, period=1, clock=clock, subscribers=[events])
+    running.append(s)
+    s.start()
+    s.start_child(ChildSpec("child1", lab.target, shutdown="brutal"))
+
+    lab.exit("child1", "abnormal")
+    for _ in range(3):
+        events.wait("child_restarted", child_id="child1")
+        clock.advance(2.1)
+        lab.exit("child1", "abnormal")
+    events.wait("child_restarted", child_id="child1")
+
+    assert "running" == s.state
+    s.terminate_child("child1")
+    s.delete_child("child1")
+    assert [] == s.which_children()
+
+
+def test_one_for_one(events: Events, running: list[Any]) -> None:
+    """OTP supervisor_SUITE: one_for_one. Only the crashed child is restarted; the third
+    crash within the window (intensity 2) ends the supervisor."""
+    lab = Lab(events)
+    s = sup(subscribers=[events])
+    running.append(s)
+    s.start()
+    s.start_child(ChildSpec("child1", lab.target, shutdown=1.0))
+    s.start_child(ChildSpec("child2", lab.target, shutdown=1.0))
+
+    lab.exit("child1", "abnormal")
+    events.wait("child_restarted", child_id="child1")
+    assert ({"child1": 2, "child2": 1}, counts(2, 2, 0, 2)) == (
+        incarnations(s),
+        s.count_children(),
+    )
+
+    lab.exit("child2", "abnormal")
+    events.wait("child_restarted", child_id="child2")
+    lab.exit("child2", "abnormal")
+
+    error = gives_up(s)
+    assert ("child2", 2) == (error.last_crash.child_id, error.max_restarts)
+
+
+def test_one_for_one_escalation(events: Events) -> None:
+    """OTP supervisor_SUITE: one_for_one_escalation. A child whose restarts keep failing
+    exhausts the intensity (4): the supervisor dies, and its other child with it."""
+    lab = Lab(events)
+    s = sup(max_restarts=4, subscribers=[events])
+    s.start()
+    s.start_child(ChildSpec("child1", lab.target, shutdown=1.0))
+    s.start_child(ChildSpec("child2", lab.target, shutdown=1.0))
+    lab.failing.add("child1")
+
+    lab.exit("child1", "abnormal")
+
+    gives_up(s)
+    assert [("child1", n) for n in range(2, 6)] == [x for x in lab.starts if x[0] == "child1"][1:]
+    assert "shutdown" == events.of("child_exited", child_id="child2")[0]["reason"]
+
+
+def test_one_for_all(events: Events, running: list[Any]) -> None:
+    """OTP supervisor_SUITE: one_for_all. A crash stops the other child and restarts both
+    (no old child is still alive); the third crash within the window ends the
+    supervisor."""
+    lab = Lab(events)
+    s = sup(strategy="one_for_all", subscribers=[events])
+    running.append(s)
+    s.start()
+    s.start_child(ChildSpec("child1", lab.target, shutdown=1.0))
+    s.start_child(ChildSpec("child2", lab.target, shutdown=1.0))
+
+    lab.exit("child1", "abnormal")
+    events.wait("child_restarted", child_id="child2")
+
+    assert "shutdown" == events.of("child_exited", child_id="child2", incarnation=1)[0]["reason"]
+    assert ({"child1": 2, "child2": 2}, counts(2, 2, 0, 2)) == (
+        incarnations(s),
+        s.count_children(),
+    )
+    assert {("child1", 2), ("child2", 2)} == {
+        (i, lab.incarnation(i)) for i in ("child1", "child2")
+    }
+
+    lab.exit("child2", "abnormal")
+    events.wait("child_restarted", child_id="child2")
+    lab.exit("child2", "abnormal")
+    gives_up(s)
+
+
+def test_one_for_all_escalation(events: Events) -> None:
+    """OTP supervisor_SUITE: one_for_all_escalation. When the other child's restarts keep
+    failing, the supervisor exhausts its intensity and dies; the child stopped as a
+    bystander is gone."""
+    lab = Lab(events)
+    s = sup(strategy="one_for_all", max_restarts=4, subscribers=[events])
+    s.start()
+    s.start_child(ChildSpec("child1", lab.target, shutdown=1.0))
+    s.start_child(ChildSpec("child2", lab.target, shutdown=1.0))
+    lab.failing.add("child2")
+
+    lab.exit("child1", "abnormal")
+
+    gives_up(s)
+    assert "shutdown" == events.of("child_exited", child_id="child2", incarnation=1)[0]["reason"]
+    assert {} == lab.live
+
+
+@pytest.mark.parametrize("strategy", ["one_for_all", "rest_for_one"])
+def test_other_child_fails_restart(strategy: str, events: Events, running: list[Any]) -> None:
+    """OTP supervisor_SUITE: one_for_all_other_child_fails_restart,
+    rest_for_one_other_child_fails_restart. child1 dies; in the restart, child1 starts and
+    child2 fails to start. one_for_all terminates the restarted child1 (shutdown) and
+    restarts both again; rest_for_one restarts only child2 and leaves the restarted child1
+    alone.
+
+    (The failed start is child2's new incarnation crashing before its first yield: one
+    more crash for the strategy and the intensity, as a failed restart is in OTP.)"""
+    lab = Lab(events)
+    second_start_fails = {"child2": 2}
+
+    def child() -> None:
+        info = greenkeep.current()
+        assert info is not None
+        if second_start_fails.get(str(info.child_id)) == info.incarnation:
+            raise ValueError("{stop, normal} from init")
+        lab.target()
+
+    s = sup(
+        [ChildSpec("child1", child, shutdown=1.0), ChildSpec("child2", child, shutdown=1.0)],
+        strategy=strategy,
+        max_restarts=3,
+        subscribers=[events],
+    )
+    running.append(s)
+    s.start()
+
+    lab.exit("child1", "kill")
+    events.wait("child_exited", child_id="child2", incarnation=2)
+
+    if strategy == "one_for_all":
+        child1 = events.wait("child_exited", child_id="child1", incarnation=2)
+        assert "shutdown" == child1["reason"]
+        events.wait("child_restarted", child_id="child2", incarnation=3)
+        expected = {"child1": 3, "child2": 3}
+    else:
+        events.wait("child_restarted", child_id="child2", incarnation=3)
+        assert [] == events.of("child_exited", child_id="child1", incarnation=2)
+        expected = {"child1": 2, "child2": 3}
+    assert {i: lab.incarnation(i) for i in expected} == expected
+    assert (expected, "running") == (incarnations(s), s.state)
+    assert 2 == events.of("child_restarted")[-1]["restarts_in_period"]
+
+
+def test_simple_one_for_one(events: Events) -> None:
+    """OTP supervisor_SUITE: simple_one_for_one. Only the crashed worker is restarted; the
+    third crash within the window (intensity 2) ends the supervisor."""
+    lab = Lab(events)
+    p = pool(lab.worker, 2, subscribers=[events])
+    p.start()
+
+    lab.exit(0, "abnormal")
+    events.wait("child_restarted", child_id=0)
+    assert ({0: 2, 1: 1}, counts(1, 2, 0, 2)) == (incarnations(p), p.count_children())
+
+    lab.exit(1, "abnormal")
+    events.wait("child_restarted", child_id=1)
+    lab.exit(1, "abnormal")
+
+    gives_up(p)
+
+
+def test_simple_one_for_one_shutdown() -> None:
+    """OTP supervisor_SUITE: simple_one_for_one_shutdown. simple_one_for_one children are
+    stopped by their shutdown policy: the two that handle it end, the one that takes longer
+    than its shutdown (2 * ShutdownTime) is killed then; the stop takes about that long,
+    never as long as the slow child would.
+
+    deliberate difference: killed is ``GreenletExit`` once the bound has passed (as in
+    sup_stop_timeout)."""
+    log = StopLog()
+    p = pool(
+        lambda worker_id: log.busy() if worker_id == 2 else log.cooperative(), 3, shutdown=0.1
+    )
+    p.start()
+    started = time.monotonic()
+
+    report = p.stop()
+
+    assert 0.1 <= time.monotonic() - started < 0.1 + SLACK
+    assert {0: "graceful", 1: "graceful", 2: "killed"} == log.how
+    assert report.clean
+
+
+def test_simple_one_for_one_escalation(events: Events) -> None:
+    """OTP supervisor_SUITE: simple_one_for_one_escalation. A worker whose restarts keep
+    failing exhausts the intensity (4): the supervisor dies, and the other worker with it."""
+    lab = Lab(events)
+    p = pool(lab.worker, 2, max_restarts=4, subscribers=[events])
+    p.start()
+    lab.incarnation(1)
+    lab.failing.add(0)
+
+    lab.exit(0, "abnormal")
+
+    error = gives_up(p)
+    assert (0, 5) == (error.last_crash.child_id, error.last_crash.incarnation)
+    assert {} == lab.live
+    assert "shutdown" == p.which_children()[1].last_exit.reason
+
+
+def test_rest_for_one(events: Events, running: list[Any]) -> None:
+    """OTP supervisor_SUITE: rest_for_one. A crash of child2 stops child3 and restarts both;
+    child1 keeps running; the third crash within the window ends the supervisor."""
+    lab = Lab(events)
+    s = sup(strategy="rest_for_one", subscribers=[events])
+    running.append(s)
+    s.start()
+    for child_id in ("child1", "child2", "child3"):
+        s.start_child(ChildSpec(child_id, lab.target, shutdown=1.0))
+    assert counts(3, 3, 0, 3) == s.count_children()
+
+    lab.exit("child2", "abnormal")
+    events.wait("child_restarted", child_id="child3")
+
+    assert "shutdown" == events.of("child_exited", child_id="child3", incarnation=1)[0]["reason"]
+    assert ({"child1": 1, "child2": 2, "child3": 2}, counts(3, 3, 0, 3)) == (
+        incarnations(s),
+        s.count_children(),
+    )
+
+    lab.exit("child3", "abnormal")
+    events.wait("child_restarted", child_id="child3")
+    lab.exit("child2", "abnormal")
+    gives_up(s)
+
+
+def test_rest_for_one_escalation(events: Events) -> None:
+    """OTP supervisor_SUITE: rest_for_one_escalation. When the later child's restarts keep
+    failing, the supervisor exhausts its intensity (4) and dies."""
+    lab = Lab(events)
+    s = sup(strategy="rest_for_one", max_restarts=4, subscribers=[events])
+    s.start()
+    s.start_child(ChildSpec("child1", lab.target, shutdown=1.0))
+    s.start_child(ChildSpec("child2", lab.target, shutdown=1.0))
+    lab.failing.add("child2")
+
+    lab.exit("child1", "abnormal")
+
+    gives_up(s)
+    assert "shutdown" == events.of("child_exited", child_id="child2", incarnation=1)[0]["reason"]
+    assert {} == lab.live
+
+
+def test_order_of_children(events: Events, running: list[Any]) -> None:
+    """OTP supervisor_SUITE: order_of_children. Children start in spec order (ids not
+    sorted); under rest_for_one a crash stops the later ones newest first and starts them
+    again in order; the supervisor's stop terminates all of them newest first."""
+    lab = Lab(events)
+    order = ["ch7", "ch3", "ch10", "ch2", "ch5"]
+    s = sup(
+        [ChildSpec(i, lab.target, shutdown=1.0) for i in order],
+        strategy="rest_for_one",
+        subscribers=[events],
+    )
+    running.append(s)
+    s.start()
+    assert order == [e["child_id"] for e in events.of("child_started")]
+
+    lab.exit("ch10", "abnormal")
+    events.wait("child_restarted", child_id="ch5")
+    stopped = [e["child_id"] for e in events.of("child_exited", reason="shutdown")]
+    restarted = [e["child_id"] for e in events.of("child_restarted")]
+    assert (["ch5", "ch2"], ["ch10", "ch2", "ch5"]) == (stopped, restarted)
+    assert {"ch7": 1, "ch3": 1, "ch10": 2, "ch2": 2, "ch5": 2} == incarnations(s)
+
+    s.stop()
+    stopped = [e["child_id"] for e in events.of("child_exited", reason="shutdown")][2:]
+    assert list(reversed(order)) == stopped
