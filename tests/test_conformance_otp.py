@@ -101,6 +101,7 @@ import structlog
 
 import greenkeep
 from greenkeep import (
+    Backoff,
     ChildCounts,
     ChildSpec,
     RestartIntensityExceeded,
@@ -1359,3 +1360,606 @@ def test_order_of_children(events: Events, running: list[Any]) -> None:
     s.stop()
     stopped = [e["child_id"] for e in events.of("child_exited", reason="shutdown")][2:]
     assert list(reversed(order)) == stopped
+
+
+# ---------------------------------------------------------------------------- misc
+
+
+class Stubborn:
+    """A child that escapes its stop (OTP's naughty_child unlinks from its supervisor):
+    it swallows ``GreenletExit``. Records how many copies of it run at once."""
+
+    def __init__(self) -> None:
+        self.alive = 0
+        self.most = 0
+        self.release = gevent.event.Event()
+
+    def target(self) -> None:
+        self.alive += 1
+        self.most = max(self.most, self.alive)
+        try:
+            while not self.release.is_set():
+                try:
+                    self.release.wait()
+                except gevent.GreenletExit:
+                    continue
+        finally:
+            self.alive -= 1
+
+
+def test_child_unlink(events: Events, running: list[Any]) -> None:
+    """OTP supervisor_SUITE: child_unlink. terminate_child of a child that escapes its
+    supervisor's stop does not hang the supervisor: the call returns, and the supervisor
+    serves the next request.
+
+    deliberate difference: gevent cannot kill a greenlet that swallows ``GreenletExit``
+    (OTP's ``kill`` cannot be trapped): after the child's shutdown bound it is reported
+    ``child_unstopped`` and terminate_child returns (README, Bounded shutdown)."""
+    stubborn = Stubborn()
+    s = sup([ChildSpec("naughty_child", stubborn.target, shutdown=0.05)], subscribers=[events])
+    running.append(s)
+    s.start()
+    started = time.monotonic()
+
+    info = s.terminate_child("naughty_child")
+
+    assert time.monotonic() - started < 0.05 + SLACK
+    assert "terminated" == info.status
+    assert events.of("child_unstopped", child_id="naughty_child")
+    assert "running" == s.start_child(ChildSpec("other", block_forever)).status
+    stubborn.release.set()
+    wait_until(lambda: stubborn.alive == 0)
+    report = s.stop(timeout=DEADLINE)
+    assert ("shutdown", ["naughty_child"]) == (
+        report.reason,
+        [u.child_id for u in report.unstopped],
+    )
+
+
+def test_tree(events: Events, running: list[Any]) -> None:
+    """OTP supervisor_SUITE: tree. A one_for_all supervisor over three child supervisors
+    (the third transient, terminated); a crash in one subtree restarts only that child;
+    a subtree that exhausts its intensity makes the top restart the whole tree (the
+    terminated transient one too), each child supervisor from its specs, without the
+    children added to it dynamically."""
+    lab = Lab(events)
+    clock = ManualClock()
+
+    def child_sup(name: str, children: list[ChildSpec]) -> Supervisor:
+        return sup(children, name=name, max_restarts=4, clock=clock, subscribers=[events])
+
+    sup1 = child_sup(
+        "supchild1",
+        [ChildSpec("child1", lab.target, shutdown=1.0), ChildSpec("child2", lab.target)],
+    )
+    sup2 = child_sup("supchild2", [])
+    sup3 = child_sup("supchild3", [])
+    top = sup(strategy="one_for_all", max_restarts=4, clock=clock, subscribers=[events])
+    running.append(top)
+    top.start()
+    top.start_child(ChildSpec("supchild1", sup1))
+    top.start_child(ChildSpec("supchild2", sup2))
+    top.start_child(ChildSpec("supchild3", sup3, restart="transient"))
+    top.terminate_child("supchild3")
+    assert counts(3, 2, 3, 0) == top.count_children()
+    assert (["child1", "child2"], counts(2, 2, 0, 2)) == (ids(sup1), sup1.count_children())
+    assert counts(0, 0, 0, 0) == sup2.count_children()
+
+    sup2.start_child(ChildSpec("child3", lab.target, shutdown=1.0))
+    sup2.start_child(ChildSpec("child4", lab.target, shutdown=1.0))
+    assert (counts(2, 2, 0, 2), counts(2, 2, 0, 2)) == (
+        sup1.count_children(),
+        sup2.count_children(),
+    )
+
+    lab.exit("child4", "abnormal")  # only the process that dies is restarted
+    events.wait("child_restarted", supervisor="sup_test/supchild2", child_id="child4")
+    assert ({"child1": 1, "child2": 1}, {"child3": 1, "child4": 2}) == (
+        incarnations(sup1),
+        incarnations(sup2),
+    )
+
+    lab.failing.add("child3")  # the tree is restarted, but not the dynamic children
+    lab.exit("child3", "abnormal")
+    events.wait("restart_intensity_exceeded", supervisor="sup_test/supchild2")
+    events.wait("child_restarted", supervisor="sup_test", child_id="supchild3")
+    wait_until(lambda: all(x.state == "running" for x in (sup1, sup2, sup3)))
+
+    assert {"supchild1": 2, "supchild2": 2, "supchild3": 2} == incarnations(top)
+    assert counts(3, 3, 3, 0) == top.count_children()
+    assert (["child1", "child2"], counts(2, 2, 0, 2)) == (ids(sup1), sup1.count_children())
+    assert ([], counts(0, 0, 0, 0)) == (sup2.which_children(), sup2.count_children())
+    assert ([], counts(0, 0, 0, 0)) == (sup3.which_children(), sup3.count_children())
+
+
+def test_count_children(running: list[Any]) -> None:
+    """OTP supervisor_SUITE: count_children. 1000, then 2000 temporary simple_one_for_one
+    children are counted and listed consistently; once all are killed none is active.
+
+    deliberate difference: the killed temporary workers stay in the pool as terminated
+    slots, counted among the workers (README, Worker pools), where OTP counts 0."""
+    p = pool(block_forever, 1000, restart="temporary")
+    running.append(p)
+    p.start()
+    children, child_count = p.which_children(), p.count_children()
+    p.resize(2000)
+    child_count2, children2 = p.count_children(), p.which_children()
+    child_count3, children3 = p.count_children(), p.which_children()
+
+    assert (1000, counts(1, 1000, 0, 1000)) == (len(children), child_count)
+    assert (2000, counts(1, 2000, 0, 2000)) == (len(children2), child_count2)
+    assert (children3, child_count3) == (children2, child_count2)
+
+    for child in children3:
+        p.worker(child.id).kill()  # type: ignore[arg-type]
+    wait_until(lambda: p.count_children().active == 0)
+
+    assert counts(1, 0, 0, 2000) == p.count_children()
+    assert {"terminated"} == {c.status for c in p.which_children()}
+
+
+def test_count_restarting_children(events: Events, running: list[Any]) -> None:
+    """OTP supervisor_SUITE: count_restarting_children. Children whose restart is pending
+    are counted as workers but not as active, in a simple_one_for_one supervisor; once
+    their restart succeeds they are active again; terminating them removes them.
+
+    deliberate difference: a pending restart is a backoff delay (OTP: a failed start tried
+    again), and terminate_child(Pid) is shrinking the pool (README, Liveness and Worker
+    pools)."""
+    clock = ManualClock()
+    lab = Lab(events)
+    p = pool(
+        lab.worker,
+        0,
+        max_restarts=20,
+        period=10,
+        clock=clock,
+        backoff=Backoff(initial=2.0, factor=1.0, jitter=0.0),
+        subscribers=[events],
+    )
+    running.append(p)
+    p.start()
+    assert counts(1, 0, 0, 0) == p.count_children()
+    for size in (1, 2, 3):
+        p.resize(size)
+        assert counts(1, size, 0, size) == p.count_children()
+
+    for worker_id in range(3):
+        lab.exit(worker_id, "abnormal")
+    assert counts(1, 0, 0, 3) == p.count_children()
+    clock.advance(2.0)
+    for worker_id in range(3):
+        events.wait("child_restarted", child_id=worker_id)
+    wait_until(lambda: len(lab.live) == 3)
+    assert counts(1, 3, 0, 3) == p.count_children()
+
+    lab.failing.update({0, 1})
+    for worker_id in (0, 1):
+        lab.exit(worker_id, "abnormal")
+    assert counts(1, 1, 0, 3) == p.count_children()
+    clock.advance(2.0)  # the restarts fail: pending again
+    for worker_id in (0, 1):
+        events.wait("child_restart_delayed", child_id=worker_id, attempt=3)
+    assert counts(1, 1, 0, 3) == p.count_children()
+
+    lab.failing.clear()
+    clock.advance(2.0)
+    for worker_id in (0, 1):
+        events.wait("child_restarted", child_id=worker_id)
+    wait_until(lambda: len(lab.live) == 3)
+    assert counts(1, 3, 0, 3) == p.count_children()
+
+    for size in (2, 1, 0):
+        p.resize(size)
+        assert counts(1, size, 0, size) == p.count_children()
+
+
+@pytest.mark.parametrize("strategy", ["one_for_all", "one_for_one", "rest_for_one"])
+@pytest.mark.parametrize("how", ["kill", "normal", "abnormal", "supervisor"])
+def test_do_not_save_child_specs_for_temporary_children(
+    strategy: str, how: str, events: Events, running: list[Any]
+) -> None:
+    """OTP supervisor_SUITE: do_not_save_child_specs_for_temporary_children. A temporary
+    child's spec is not kept once it ended, however it ended (killed, normal, abnormal,
+    terminate_child): start_child with its spec works again. Permanent and transient specs
+    are kept: already started when restarted, already present when not (and restart_child
+    runs them). Under every strategy, the end of the temporary child restarts no
+    sibling (OTP's do_restart for a temporary child only deletes it)."""
+    lab = Lab(events)
+    s = sup(strategy=strategy, subscribers=[events])
+    running.append(s)
+    s.start()
+
+    def end(spec: ChildSpec) -> None:
+        s.start_child(spec)
+        if how == "supervisor":
+            s.terminate_child(spec.id)
+        else:
+            lab.exit(spec.id, how)
+
+    restarted_by = {"permanent": {"kill", "normal", "abnormal"}, "transient": {"kill", "abnormal"}}
+    for restart in ("permanent", "transient"):
+        spec = ChildSpec(f"{restart}_child", lab.target, restart=restart, shutdown=1.0)
+        end(spec)
+        if how in restarted_by[restart]:
+            events.wait("child_restarted", child_id=spec.id)
+            with pytest.raises(greenkeep.ChildAlreadyStartedError):
+                s.start_child(spec)
+        else:
+            with pytest.raises(greenkeep.ChildAlreadyPresentError):
+                s.start_child(spec)
+            assert "running" == s.restart_child(spec.id).status
+
+    temporary = ChildSpec("temporary_child", lab.target, restart="temporary", shutdown=1.0)
+    wait_until(lambda: len(lab.live) == 2)
+    before = incarnations(s)
+    end(temporary)
+    hub_turns()
+    assert before == incarnations(s)  # a temporary child's end restarts no sibling
+    assert "running" == s.start_child(temporary).status
+
+
+def test_hanging_restart_loop(events: Events, running: list[Any]) -> None:
+    """OTP supervisor_SUITE: hanging_restart_loop. A child whose restarts keep failing
+    hangs in a restart loop: meanwhile start_child is already_present, restart_child and
+    delete_child are ``restarting``, it is listed as restarting and not active;
+    terminate_child ends the loop, restart_child runs it again, and the supervisor can be
+    stopped while it loops (OTP-9549).
+
+    deliberate difference: the pending restart is a backoff delay, status ``delayed``
+    (OTP: a failed start tried again, status ``restarting``) (README, Liveness: Backoff)."""
+    clock = ManualClock()
+    lab = Lab(events)
+    s = sup(max_restarts=8, period=10, clock=clock, subscribers=[events])
+    running.append(s)
+    s.start()
+    spec = ChildSpec(
+        "child1", lab.target, shutdown="brutal", backoff=Backoff(initial=2.0, jitter=0.0)
+    )
+    s.start_child(spec)
+
+    lab.failing.add("child1")
+    lab.exit("child1", "abnormal")
+    events.wait("child_restart_delayed", child_id="child1", attempt=1)
+    clock.advance(2.0)  # the restart fails: the loop goes on
+    events.wait("child_restart_delayed", child_id="child1", attempt=2)
+
+    with pytest.raises(greenkeep.ChildAlreadyPresentError):
+        s.start_child(spec)
+    with pytest.raises(greenkeep.ChildRestartingError):
+        s.restart_child("child1")
+    with pytest.raises(greenkeep.ChildRestartingError):
+        s.delete_child("child1")
+    assert ({"child1": "delayed"}, counts(1, 0, 0, 1)) == (statuses(s), s.count_children())
+
+    assert "terminated" == s.terminate_child("child1").status
+    lab.failing.clear()
+    assert "running" == s.restart_child("child1").status
+
+    lab.failing.add("child1")
+    lab.exit("child1", "abnormal")
+    events.wait("child_restart_delayed", child_id="child1")
+    started = time.monotonic()
+    report = s.stop()
+
+    assert time.monotonic() - started < SLACK
+    assert ("shutdown", True, "stopped") == (report.reason, report.clean, s.state)
+
+
+def test_hanging_restart_loop_rest_for_one(events: Events, running: list[Any]) -> None:
+    """OTP supervisor_SUITE: hanging_restart_loop_rest_for_one. The same under
+    rest_for_one, the looping child in the middle: the later child is stopped and waits;
+    terminate_child of the looping child leaves both terminated, the earlier child
+    running; restart_child runs it again, and the supervisor can be stopped while it
+    loops.
+
+    deliberate difference: as in hanging_restart_loop; and the later child waits for the
+    delay with the failed one, listed ``delayed`` (README, Backoff: "the affected siblings
+    are stopped at once and started together when the delay is over"), where OTP lists it
+    as not running (``undefined``)."""
+    clock = ManualClock()
+    lab = Lab(events)
+    s = sup(strategy="rest_for_one", max_restarts=8, period=10, clock=clock, subscribers=[events])
+    running.append(s)
+    s.start()
+    backoff = Backoff(initial=2.0, jitter=0.0)
+    child2 = ChildSpec("child2", lab.target, shutdown="brutal", backoff=backoff)
+    s.start_child(ChildSpec("child1", lab.target, shutdown="brutal"))
+    s.start_child(child2)
+    s.start_child(ChildSpec("child3", lab.target, shutdown="brutal"))
+
+    lab.failing.add("child2")
+    lab.exit("child2", "abnormal")
+    events.wait("child_restart_delayed", child_id="child2", attempt=1)
+    clock.advance(2.0)
+    events.wait("child_restart_delayed", child_id="child2", attempt=2)
+
+    with pytest.raises(greenkeep.ChildAlreadyPresentError):
+        s.start_child(child2)
+    with pytest.raises(greenkeep.ChildRestartingError):
+        s.restart_child("child2")
+    with pytest.raises(greenkeep.ChildRestartingError):
+        s.delete_child("child2")
+    assert {"child1": "running", "child2": "delayed", "child3": "delayed"} == statuses(s)
+    assert counts(3, 1, 0, 3) == s.count_children()
+
+    s.terminate_child("child2")
+    assert {"child1": "running", "child2": "terminated", "child3": "terminated"} == statuses(s)
+    assert 1 == incarnations(s)["child1"]
+
+    lab.failing.clear()
+    assert "running" == s.restart_child("child2").status
+    assert {"child1": "running", "child2": "running", "child3": "terminated"} == statuses(s)
+
+    lab.failing.add("child2")
+    lab.exit("child2", "abnormal")
+    events.wait("child_restart_delayed", child_id="child2")
+    started = time.monotonic()
+    report = s.stop()
+
+    assert time.monotonic() - started < SLACK
+    assert ("shutdown", True, "stopped") == (report.reason, report.clean, s.state)
+
+
+def test_hanging_restart_loop_simple(events: Events, running: list[Any]) -> None:
+    """OTP supervisor_SUITE: hanging_restart_loop_simple. The same for a
+    simple_one_for_one worker: listed as restarting, not active; terminating it removes it;
+    a new one can be started; and the supervisor can be stopped while one loops.
+
+    deliberate difference: as in hanging_restart_loop; terminate_child(Pid) and
+    start_child are resize, and the by-id calls (OTP: ``{error, simple_one_for_one}``) do
+    not exist on a pool."""
+    clock = ManualClock()
+    lab = Lab(events)
+    p = pool(
+        lab.worker,
+        1,
+        max_restarts=8,
+        period=10,
+        clock=clock,
+        shutdown="brutal",
+        backoff=Backoff(initial=2.0, jitter=0.0),
+        subscribers=[events],
+    )
+    running.append(p)
+    p.start()
+
+    lab.failing.add(0)
+    lab.exit(0, "abnormal")
+    events.wait("child_restart_delayed", child_id=0, attempt=1)
+    clock.advance(2.0)
+    events.wait("child_restart_delayed", child_id=0, attempt=2)
+
+    assert not hasattr(p, "restart_child") and not hasattr(p, "delete_child")
+    assert ({0: "delayed"}, counts(1, 0, 0, 1)) == (statuses(p), p.count_children())
+
+    p.resize(0)
+    assert ([], counts(1, 0, 0, 0)) == (p.which_children(), p.count_children())
+
+    lab.failing.clear()
+    p.resize(1)
+    assert ({0: "running"}, counts(1, 1, 0, 1)) == (statuses(p), p.count_children())
+
+    lab.failing.add(0)
+    lab.exit(0, "abnormal")
+    events.wait("child_restart_delayed", child_id=0)
+    started = time.monotonic()
+    report = p.stop()
+
+    assert time.monotonic() - started < SLACK
+    assert ("shutdown", True, "stopped") == (report.reason, report.clean, p.state)
+
+
+def test_which_children(running: list[Any]) -> None:
+    """OTP supervisor_SUITE: which_children. which_children lists every child with its
+    state, running or terminated; a deleted child is gone; an unknown one is not found
+    (OTP's which_child is a lookup in that list).
+
+    deliberate difference: the list is in start order, where OTP lists the newest child
+    first (``Supervisor.which_children``: "Every child in start order")."""
+    s = sup()
+    running.append(s)
+    s.start()
+    assert [] == s.which_children()
+
+    s.start_child(ChildSpec("child1", block_forever, shutdown=1.0))
+    assert [("child1", "running", "worker")] == [
+        (c.id, c.status, c.type) for c in s.which_children()
+    ]
+    s.start_child(ChildSpec("child2", block_forever, shutdown=1.0))
+    assert {"child1": "running", "child2": "running"} == statuses(s)
+    assert ["child1", "child2"] == ids(s)
+
+    s.terminate_child("child1")
+    assert {"child1": "terminated", "child2": "running"} == statuses(s)
+
+    s.delete_child("child1")
+    assert {"child2": "running"} == statuses(s)
+    with pytest.raises(greenkeep.ChildNotFoundError):
+        s.get_child_spec("child1")
+    with pytest.raises(greenkeep.ChildNotFoundError):
+        s.get_child_spec("childx")
+
+
+def test_which_children_simple_one_for_one(running: list[Any]) -> None:
+    """OTP supervisor_SUITE: which_children_simple_one_for_one. A temporary
+    simple_one_for_one supervisor lists no children at first, then each child started;
+    a terminated child is no longer listed.
+
+    deliberate difference: workers are the slots ``0..size-1``; shrinking removes the
+    newest slot (README, Worker pools), where OTP terminates any child by pid."""
+    p = pool(block_forever, 0, restart="temporary")
+    running.append(p)
+    p.start()
+    assert [] == p.which_children()
+
+    p.resize(1)
+    assert [(0, "running", "worker")] == [(c.id, c.status, c.type) for c in p.which_children()]
+    p.resize(2)
+    assert {0: "running", 1: "running"} == statuses(p)
+
+    p.resize(1)
+    assert {0: "running"} == statuses(p)
+    with pytest.raises(greenkeep.InvalidArgumentError):
+        p.worker(1)
+
+
+# ---------------------------------------------------------------------------- significant
+
+
+@pytest.mark.parametrize("restart", ["temporary", "transient"])
+@pytest.mark.parametrize("auto", ["never", "any_significant", "all_significant"])
+def test_nonsignificant(restart: str, auto: str, events: Events, running: list[Any]) -> None:
+    """OTP supervisor_SUITE: nonsignificant_temporary, nonsignificant_transient. Whatever
+    the auto_shutdown mode, the end of a non-significant child (terminated by the
+    supervisor, killed, crashed, returned) never shuts the supervisor down; a transient one
+    is restarted after kill and crash."""
+    lab = Lab(events)
+    spec = ChildSpec("child1", lab.target, restart=restart, shutdown=1.0)
+    s = sup(max_restarts=5, auto_shutdown=auto, subscribers=[events])
+    running.append(s)
+    s.start()
+
+    s.start_child(spec)
+    s.terminate_child("child1")
+    assert still_running(s)
+
+    actions = {"temporary": ["drop"] * 3, "transient": ["restart", "restart", "keep"]}
+    for how, action in zip(("kill", "abnormal", "normal"), actions[restart], strict=True):
+        if restart == "temporary":
+            s.start_child(spec)
+        elif how == "kill":
+            s.restart_child("child1")
+        assert action == lab.exit("child1", how)["action"]
+        if action == "restart":
+            events.wait("child_restarted", child_id="child1")
+        assert still_running(s), how
+
+    assert ("shutdown", True) == (s.stop().reason, s.stop().clean)
+
+
+def significant_sup(
+    auto: str, restart: str, events: Events, running: list[Any]
+) -> tuple[Supervisor, Lab]:
+    """The suite's significant setup: child1 and child2 significant, child3 not."""
+    lab = Lab(events)
+    s = sup(max_restarts=5, auto_shutdown=auto, subscribers=[events])
+    running.append(s)
+    s.start()
+    for child_id, flag in (("child1", True), ("child2", True), ("child3", False)):
+        s.start_child(
+            ChildSpec(child_id, lab.target, restart=restart, shutdown=1.0, significant=flag)
+        )
+    return s, lab
+
+
+def auto_shut_down(s: Supervisor, lab: Lab) -> bool:
+    """The suite's ``ok = check_exit([Children..., Sup])``: the supervisor ended by
+    auto_shutdown and every child with it."""
+    assert s.join(timeout=DEADLINE)
+    return s.report is not None and s.report.reason == "auto_shutdown" and not lab.live
+
+
+def test_significant_temporary(events: Events, running: list[Any]) -> None:
+    """OTP supervisor_SUITE: significant_temporary. any_significant: terminating a
+    temporary significant child does not shut the supervisor down; its being killed, its
+    crash and its normal exit do. all_significant: only the exit of the last significant
+    child does."""
+    s, lab = significant_sup("any_significant", "temporary", events, running)
+    s.terminate_child("child1")
+    assert still_running(s)
+    assert ["child2", "child3"] == ids(s)
+    s.start_child(ChildSpec("child1", lab.target, restart="temporary", significant=True))
+    assert ["child2", "child3", "child1"] == ids(s)
+    lab.exit("child1", "kill")
+    assert auto_shut_down(s, lab)
+
+    for how in ("abnormal", "normal"):
+        s, lab = significant_sup("any_significant", "temporary", events, running)
+        lab.exit("child1", how)
+        assert auto_shut_down(s, lab), how
+
+    s, lab = significant_sup("all_significant", "temporary", events, running)
+    lab.exit("child1", "normal")
+    assert still_running(s)
+    assert ["child2", "child3"] == ids(s)
+    lab.exit("child2", "normal")
+    assert auto_shut_down(s, lab)
+
+
+def test_significant_transient(events: Events, running: list[Any]) -> None:
+    """OTP supervisor_SUITE: significant_transient. any_significant: terminating a
+    transient significant child does not shut the supervisor down, nor does its being
+    killed or its crash (it is restarted); its normal exit does. all_significant: only the
+    normal exit of the last significant child does."""
+    s, lab = significant_sup("any_significant", "transient", events, running)
+    s.terminate_child("child1")
+    assert still_running(s)
+    s.restart_child("child1")
+    for how in ("kill", "abnormal"):
+        assert "restart" == lab.exit("child1", how)["action"]
+        events.wait("child_restarted", child_id="child1")
+        assert still_running(s), how
+    lab.exit("child1", "normal")
+    assert auto_shut_down(s, lab)
+
+    s, lab = significant_sup("all_significant", "transient", events, running)
+    lab.exit("child1", "normal")
+    assert still_running(s)
+    lab.exit("child2", "normal")
+    assert auto_shut_down(s, lab)
+
+
+@pytest.mark.parametrize("auto", ["any_significant", "all_significant"])
+@pytest.mark.parametrize("strategy", ["one_for_one", "one_for_all", "rest_for_one"])
+def test_significant_bystander(
+    strategy: str, auto: str, events: Events, running: list[Any]
+) -> None:
+    """OTP supervisor_SUITE: significant_bystander. Significant children stopped because a
+    sibling died (one_for_all, rest_for_one) do not trigger auto_shutdown."""
+    lab = Lab(events)
+    s = sup(strategy=strategy, max_restarts=5, auto_shutdown=auto, subscribers=[events])
+    running.append(s)
+    s.start()
+    for child_id, flag in (("child1", True), ("child2", False), ("child3", True)):
+        s.start_child(
+            ChildSpec(child_id, lab.target, restart="transient", shutdown=1.0, significant=flag)
+        )
+
+    lab.exit("child2", "kill")
+    stopped = {"one_for_one": [], "one_for_all": ["child3", "child1"], "rest_for_one": ["child3"]}
+    last = {"one_for_one": "child2", "one_for_all": "child3", "rest_for_one": "child3"}
+    events.wait("child_restarted", child_id=last[strategy])
+
+    assert stopped[strategy] == [
+        e["child_id"] for e in events.of("child_exited", reason="shutdown")
+    ]
+    assert still_running(s)
+    assert ("shutdown", True) == (s.stop().reason, s.stop().clean)
+
+
+@pytest.mark.parametrize("b_significant", [True, False], ids=["significant", "not"])
+def test_significant_escalation(b_significant: bool, events: Events, running: list[Any]) -> None:
+    """OTP supervisor_SUITE: significant_escalation. A's child supervisor B (auto_shutdown
+    any_significant) has a significant worker C. When C exits, B shuts itself down; if B is
+    significant in A (also any_significant), A shuts down too; if not, A runs on."""
+    lab = Lab(events)
+    b = sup(name="sup1", auto_shutdown="any_significant", subscribers=[events])
+    a = sup(auto_shutdown="any_significant", subscribers=[events])
+    running.append(a)
+    a.start()
+    a.start_child(ChildSpec("sup1", b, restart="transient", significant=b_significant))
+    b.start_child(ChildSpec("child1", lab.target, restart="transient", significant=True))
+
+    lab.exit("child1", "normal")
+    assert b.join(timeout=DEADLINE)
+    assert "auto_shutdown" == b.stop().reason
+
+    if b_significant:
+        assert a.join(timeout=DEADLINE)
+        assert "auto_shutdown" == a.stop().reason
+    else:
+        events.wait("child_exited", supervisor="sup_test", child_id="sup1")
+        assert still_running(a)
+        assert {"sup1": "terminated"} == statuses(a)
+        assert ("shutdown", True) == (a.stop().reason, a.stop().clean)
