@@ -89,6 +89,7 @@ Cases of the suite NOT translated, and why:
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
 from collections.abc import Iterator
@@ -1414,6 +1415,57 @@ def test_child_unlink(events: Events, running: list[Any]) -> None:
         report.reason,
         [u.child_id for u in report.unstopped],
     )
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason=(
+        "bug: a child that outlived terminate_child or a strategy's stop is started again "
+        "while its previous incarnation still runs (two copies side by side)"
+    ),
+)
+@pytest.mark.parametrize("how", ["restart_child", "one_for_all"])
+def test_child_unlink_never_two_copies(how: str, events: Events) -> None:
+    """OTP supervisor_SUITE: child_unlink, one_for_all. When the supervisor starts a child
+    again, its previous incarnation is gone (one_for_all: "Test that no old children is
+    still alive"; child_unlink: a child that escapes its stop). OTP killed it; greenkeep
+    cannot, so it must not start a second copy beside it, neither by restart_child after
+    terminate_child nor by a one_for_all restart whose bystander outlived its shutdown
+    (README, Supervision trees: "two copies of a child never run side by side")."""
+    stubborn = Stubborn()
+    crash = gevent.event.Event()
+
+    def crasher() -> None:
+        info = greenkeep.current()
+        assert info is not None
+        if info.incarnation == 1:
+            crash.wait()
+            raise ValueError("crash")
+        block_forever()
+
+    s = sup(
+        [
+            ChildSpec("naughty_child", stubborn.target, shutdown=0.02),
+            ChildSpec("crasher", crasher, shutdown=1.0),
+        ],
+        strategy="one_for_all",
+        subscribers=[events],
+    )
+    s.start()
+    try:
+        if how == "restart_child":
+            s.terminate_child("naughty_child")
+            with contextlib.suppress(greenkeep.GreenkeepError):  # refusing is fine too
+                s.restart_child("naughty_child")
+        else:
+            crash.set()
+            events.wait("child_unstopped", child_id="naughty_child")
+        hub_turns(5)
+
+        assert 1 == stubborn.most
+    finally:
+        stubborn.release.set()
+        s.stop(timeout=DEADLINE)
 
 
 def test_tree(events: Events, running: list[Any]) -> None:
