@@ -91,6 +91,8 @@ from __future__ import annotations
 
 import contextlib
 import math
+import re
+import sys
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -2015,3 +2017,64 @@ def test_significant_escalation(b_significant: bool, events: Events, running: li
         assert still_running(a)
         assert {"sup1": "terminated"} == statuses(a)
         assert ("shutdown", True) == (a.stop().reason, a.stop().clean)
+
+
+# ---------------------------------------------------------------------------- completeness
+
+#: Every case of the suite's ``all()`` and ``groups()``.
+SUITE_CASES = re.findall(
+    r"\w+",
+    """
+sup_start_normal sup_start_ignore_init sup_start_ignore_child
+sup_start_ignore_temporary_child sup_start_ignore_temporary_child_start_child
+sup_start_ignore_temporary_child_start_child_simple
+sup_start_ignore_permanent_child_start_child_simple sup_start_error_return sup_start_fail
+sup_start_child_returns_error sup_start_restart_child_returns_error
+sup_start_child_returns_error_simple sup_start_map sup_start_map_simple
+sup_start_map_faulty_specs sup_stop_infinity sup_stop_timeout sup_stop_timeout_dynamic
+sup_stop_brutal_kill sup_stop_brutal_kill_dynamic sup_stop_race
+sup_stop_non_shutdown_exit_dynamic child_adm child_adm_simple extra_return child_specs
+child_specs_map sup_flags multiple_restarts one_for_one one_for_one_escalation one_for_all
+one_for_all_escalation one_for_all_other_child_fails_restart simple_one_for_one
+simple_one_for_one_shutdown simple_one_for_one_extra simple_one_for_one_escalation
+simple_one_for_one_corruption simple_one_for_one_restart_ignore rest_for_one
+rest_for_one_escalation rest_for_one_other_child_fails_restart
+external_start_no_progress_log permanent_normal transient_normal temporary_normal
+permanent_shutdown transient_shutdown temporary_shutdown faulty_application_shutdown
+permanent_abnormal transient_abnormal temporary_abnormal child_unlink tree
+nonsignificant_temporary nonsignificant_transient significant_temporary
+significant_transient significant_simple significant_bystander significant_escalation
+significant_upgrade_never_any significant_upgrade_any_never significant_upgrade_never_all
+significant_upgrade_all_never significant_upgrade_any_all significant_upgrade_all_any
+significant_upgrade_child count_children count_children_supervisor
+count_restarting_children get_callback_module
+do_not_save_start_parameters_for_temporary_children
+do_not_save_child_specs_for_temporary_children
+simple_one_for_one_scale_many_temporary_children temporary_bystander
+simple_global_supervisor hanging_restart_loop hanging_restart_loop_rest_for_one
+hanging_restart_loop_simple code_change code_change_map code_change_simple
+code_change_simple_map order_of_children scale_start_stop_many_children format_log_1
+format_log_2 already_started_outside_supervisor which_children
+which_children_simple_one_for_one
+""",
+)
+
+
+def test_every_case_is_translated_or_listed() -> None:
+    """Each case of the suite is some test's source, or in the module docstring's list of
+    cases not translated, and not both."""
+    module = sys.modules[__name__]
+    sources: set[str] = set()
+    for name in dir(module):
+        doc = getattr(getattr(module, name), "__doc__", None) or ""
+        found = re.search(r"OTP supervisor_SUITE: ([^.]*)\.", doc)
+        if name.startswith("test_") and found:
+            sources.update(c.strip() for c in found.group(1).split(","))
+    rest = (module.__doc__ or "").partition("NOT translated")[2]
+    heads = re.findall(r"^- (.*?):", rest, re.MULTILINE | re.DOTALL)
+    listed = {name for head in heads for name in re.findall(r"``(\w+)``", head)}
+
+    assert set() == sources - set(SUITE_CASES), "sources that are no case"
+    assert set() == listed - set(SUITE_CASES), "listed names that are no case"
+    assert set() == sources & listed, "translated and listed"
+    assert [] == [c for c in SUITE_CASES if c not in sources | listed]
