@@ -30,10 +30,14 @@ from greenkeep._records import Record
 from greenkeep._reports import StopReport, Unstopped
 from greenkeep._spec import Shutdown, ShutdownPolicy
 
-__all__ = ["REPORT_MARGIN", "Stoppable", "Stopper", "stop_deadline"]
+__all__ = ["REPORT_MARGIN", "SUBTREE_TURNS", "Stoppable", "Stopper", "stop_deadline"]
 
 #: Seconds of its deadline each level of a tree keeps to hand its report to its parent.
 REPORT_MARGIN: Final = 0.01
+#: Hub turns a parent gives a child supervisor still stopping at the parent's deadline,
+#: after the one every child gets (a supervisor past its own deadline needs two here to give
+#: up on its stragglers, end, and be seen to have ended; the rest is for deeper trees).
+SUBTREE_TURNS: Final = 5
 
 
 class Stoppable(Protocol):
@@ -143,6 +147,15 @@ class Stopper:
                         kill(record.greenlet)
                 marker = self._mailbox.turn_marker()
                 yield Wait(pending=pending, marker=marker, capped=False, exclusive=exclusive)
+                # A child supervisor still pending is past its own deadline (REPORT_MARGIN
+                # earlier than this one) and handing its report up; in a loop that ran late,
+                # its timer and this one fired in the same turn. A few more turns (no time)
+                # let it finish before it is given up on.
+                for _ in range(SUBTREE_TURNS):
+                    if not any(record in self._subtrees for record in pending):
+                        break
+                    marker = self._mailbox.turn_marker()
+                    yield Wait(pending=pending, marker=marker, capped=False, exclusive=exclusive)
         finally:
             for record in records:
                 self._subtrees.pop(record, None)

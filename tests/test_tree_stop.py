@@ -17,6 +17,7 @@ import gevent
 import gevent.event
 import pytest
 
+import greenkeep._stopping
 from greenkeep import ChildSpec, StopReport, Supervisor
 
 from _events import DEADLINE, Events, wait_until
@@ -108,3 +109,18 @@ def test_the_subtree_is_stopping_until_its_stubborn_child_ends(tree: Tree) -> No
     assert ("stopping", True) == (while_running, joined)
     assert "stopped" == tree.sub.state
     assert tree.events.of("child_exited", child_id="stubborn", late=True)
+
+
+def test_a_subtree_whose_deadline_is_its_parents_still_hands_its_report_up(
+    tree: Tree, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With no margin at all (``REPORT_MARGIN = 0``: the sub-supervisor's deadline is its
+    parent's, as when a loaded loop runs both timers in the same turn), the sub-supervisor
+    still hands its report up: its parent gives a subtree past its deadline a few more hub
+    turns (no time) before it gives up on it."""
+    monkeypatch.setattr(greenkeep._stopping, "REPORT_MARGIN", 0.0)
+
+    report, took = stop_root(tree)
+
+    assert took < 1.0
+    assert [("root/sub", "stubborn")] == [(u.path, u.child_id) for u in report.unstopped]
