@@ -974,11 +974,9 @@ def test_remove_service(tidy: Tidy) -> None:
         assert ("Top", "elsewhere") == (error.value.supervisor, error.value.child_id)
 
 
-def test_removing_hung_service(tidy: Tidy) -> None:
-    """suture v4 suture_test.go: TestRemovingHungService. A hung service can still be
-    removed: the removal gives up after the timeout and says so (``EventStopTimeout``:
-    ``child_unstopped``); the supervisor goes on; the service, once released, ends (its
-    late exit is reported)."""
+def hung_service(tidy: Tidy) -> tuple[Events, Any, Supervisor]:
+    """TestRemovingHungService's setup: a supervisor whose one service, "hung", has been
+    told to hang (it swallows every stop until released) and hangs now."""
     events = Events()
     service = tidy.service("Service WillHang")
     sup = tidy.supervisor(
@@ -990,6 +988,15 @@ def test_removing_hung_service(tidy: Tidy) -> None:
     got(service.started)
     service.take.put("hang")
     assert service.hanging.wait(DEADLINE)
+    return events, service, sup
+
+
+def test_removing_hung_service(tidy: Tidy) -> None:
+    """suture v4 suture_test.go: TestRemovingHungService. A hung service can still be
+    removed: the removal gives up after the timeout and says so (``EventStopTimeout``:
+    ``child_unstopped``); the supervisor goes on; the service, once released, ends (its
+    late exit is reported)."""
+    events, service, sup = hung_service(tidy)
     started = time.monotonic()
 
     info = sup.terminate_child("hung")
@@ -1011,17 +1018,7 @@ def test_removing_hung_service_then_running_it_again(tidy: Tidy) -> None:
     supervisor stopped while both incarnations hang: both are reported unstopped. Once both
     have ended the supervisor is ``stopped`` (README, "Supervision trees": it "says
     stopping until the last of them has ended ... and then stopped") and can start again."""
-    events = Events()
-    service = tidy.service("Service WillHang")
-    sup = tidy.supervisor(
-        [ChildSpec("hung", service.serve, shutdown=SHUTDOWN)],
-        name="TopHungService",
-        subscribers=[events],
-    )
-    sup.start()
-    got(service.started)
-    service.take.put("hang")
-    assert service.hanging.wait(DEADLINE)
+    _, service, sup = hung_service(tidy)
     sup.terminate_child("hung")
     sup.restart_child("hung")
     assert 2 == got(service.started)
