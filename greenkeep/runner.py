@@ -140,7 +140,7 @@ def run(
     root = _root(root)
     log = ProcessReporter(root.name, logger)
     with _stop_on(signals, root, stop_timeout, log):
-        log.runner_started([signal.Signals(s).name for s in signals], stop_timeout)
+        log.runner_started([_signal_name(s) for s in signals], stop_timeout)
         return _run(root, stop_timeout, log)
 
 
@@ -168,6 +168,20 @@ def _signals(signals: object) -> tuple[int, ...]:
     return tuple(checked)
 
 
+def _signal_name(signum: int) -> str:
+    """``"SIGTERM"``; ``"SIGRTMIN+1"`` for a real-time signal; the number for a signal the
+    running Python has no name for (``signal.Signals`` lacks some that the OS has, e.g.
+    16, ``SIGSTKFLT``, before CPython 3.11). Never raises."""
+    try:
+        return signal.Signals(signum).name
+    except ValueError:
+        pass
+    low, high = getattr(signal, "SIGRTMIN", None), getattr(signal, "SIGRTMAX", None)
+    if low is not None and high is not None and low < signum < high:
+        return f"SIGRTMIN+{signum - low}"
+    return str(signum)
+
+
 def _root(root: object) -> Supervisor | WorkerPool:
     if isinstance(root, (Supervisor, WorkerPool)):
         return root
@@ -191,15 +205,14 @@ def _stop_on(
 ) -> Iterator[None]:
     # While the runner runs: the first signal stops the root, the next ones hurry it; the
     # signals' previous handlers are put back at the end.
-    received: list[str] = []
+    received: list[int] = []
 
     def on_signal(signum: int) -> None:
-        name = signal.Signals(signum).name
-        received.append(name)
+        received.append(signum)
         hurry = len(received) > 1
         # The stop first: whatever logging does (raise, block) cannot keep it from happening.
         root.stop(0 if hurry else stop_timeout, block=False)
-        log.signal_received(name, "hurry" if hurry else "stop")
+        log.signal_received(_signal_name(signum), "hurry" if hurry else "stop")
 
     previous = {signum: signal.getsignal(signum) for signum in signals}
     watchers = [gevent.signal_handler(signum, on_signal, signum) for signum in signals]

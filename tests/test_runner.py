@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import queue
 import signal
 import subprocess
@@ -17,6 +18,7 @@ import gevent
 import gevent.event
 import pytest
 import structlog
+import structlog.testing
 
 import greenkeep
 from greenkeep import ChildSpec, Supervisor
@@ -29,6 +31,8 @@ from greenkeep.runner import (
     main,
     run,
 )
+
+from _events import wait_until
 
 APPS = Path(__file__).resolve().parent / "apps"
 
@@ -335,3 +339,28 @@ class TestRunFunction:
             run(build)
 
         assert not isinstance(raised.value, greenkeep.InvalidArgumentError)
+
+
+def test_a_signal_python_has_no_name_for_still_stops_the_root() -> None:
+    """A real-time signal (``signal.Signals`` has no member for it, nor for 16 before
+    CPython 3.11): ``run()`` names it ``SIGRTMIN+1`` and, when it arrives, stops the root
+    (the name lookup raised, and a raise in the handler came before the stop; found by
+    tests/test_hostile_inputs.py with signal 16 on CPython 3.10)."""
+
+    number = signal.SIGRTMIN + 1
+    root = Supervisor([ChildSpec("a", lambda: gevent.sleep(3600))], name="r")
+
+    def send_once_running() -> None:
+        wait_until(lambda: root.state == "running")
+        os.kill(os.getpid(), number)
+
+    sender = gevent.spawn(send_once_running)
+    with structlog.testing.capture_logs() as logs:
+        status = run(root, signals=(number,), stop_timeout=1.0)
+    sender.join(timeout=DEADLINE)
+
+    assert EXIT_OK == status
+    assert ["SIGRTMIN+1"] == next(e for e in logs if e["event"] == "runner_started")["signals"]
+    assert ("SIGRTMIN+1", "stop") == next(
+        (e["signal"], e["action"]) for e in logs if e["event"] == "signal_received"
+    )
