@@ -13,6 +13,10 @@ from greenkeep import ChildSpec, Supervisor, WorkerPool
 
 from _events import DEADLINE, Events, hub_turns
 
+# The signal method: the thread method's timer thread would make every fork here one of a
+# multi-threaded process (CPython 3.12 warns: the child may deadlock).
+pytestmark = pytest.mark.timeout(300, method="signal")
+
 
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
 @pytest.mark.parametrize("kind", ["supervisor", "pool"])

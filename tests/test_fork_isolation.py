@@ -25,7 +25,12 @@ from greenkeep import ChildSpec, Supervisor, WorkerPool
 
 from _events import DEADLINE
 
-pytestmark = pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+pytestmark = [
+    pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork"),
+    # The signal method: the thread method's timer thread would make every fork here one of
+    # a multi-threaded process (CPython 3.12 warns: the child may deadlock).
+    pytest.mark.timeout(300, method="signal"),
+]
 
 #: Seconds the test waits for the forked child's report.
 REPORT_BOUND = 5.0

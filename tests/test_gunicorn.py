@@ -169,6 +169,7 @@ class TestHooks:
         assert [] == called
         assert current_root() is None
 
+    @pytest.mark.timeout(300, method="signal")  # no timer thread in the forking process
     def test_a_forked_process_does_not_see_the_parents_root(self) -> None:
         """current_root() is per process: a child forked from a worker has none."""
         Hooks(build).post_worker_init(GeventWorker())
