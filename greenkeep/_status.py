@@ -75,6 +75,7 @@ DEFAULT_LIMIT: Final = 50
 Root = Supervisor | WorkerPool
 
 _STATUS_REASON = attrgetter("status", "last_reason")
+_RESTARTS = attrgetter("restarts")
 _STATES: Final = ("running", "restarting", "delayed", "stopped", "failed")
 
 
@@ -123,7 +124,7 @@ class Samples:
             end = start + BUCKET
             v0 = at(start)
             if v0 is None:
-                v0 = first_n if first_t < end else None
+                v0 = first_n if first_t <= end else None
             v1 = total if i == BUCKETS - 1 else at(end)
             spark.append(None if v0 is None or v1 is None else max(0, v1 - v0))
         return {
@@ -204,7 +205,12 @@ def _header(sup: SupervisorBase[Any], view: View, tb: bool) -> dict[str, Any]:
     now = sup._config.clock()
     run = sup._run
     limit = sup._config.max_restarts if run is None else run.intensity.max_restarts
-    total = 0 if run is None else run.intensity.total
+    if isinstance(sup, WorkerPool):
+        # Every restart of every worker (a pool's straight path records restarts in its
+        # window only when the budget is finite): one pass at C speed.
+        total = sum(map(_RESTARTS, sup._workers()))
+    else:
+        total = 0 if run is None else run.intensity.total
     error = sup.error
     node: dict[str, Any] = {
         "name": sup.name,
