@@ -536,7 +536,9 @@ class _BadControl(Exception):
 
 def _running(sup: Supervisor, child_id: ChildId) -> bool:
     run = sup._run
-    child = None if run is None else run.children.get(child_id)
+    if run is None:
+        raise SupervisorNotRunningError(sup.name, sup.state, "restart a child")
+    child = run.children.get(child_id)
     if child is None:
         raise ChildNotFoundError(sup.name, child_id)
     return child.greenlet is not None
