@@ -41,7 +41,16 @@ from _harness import (
     watchdog,
 )
 
-__all__ = ["BUDGET", "DEFAULT_MODE", "introspection", "isolated", "memory", "rate", "storm"]
+__all__ = [
+    "BUDGET",
+    "DEFAULT_MODE",
+    "introspection",
+    "isolated",
+    "memory",
+    "rate",
+    "storm",
+    "summary",
+]
 
 #: greenkeep's default restart mode: the JSON rows run it.
 DEFAULT_MODE = "fresh"
@@ -342,6 +351,66 @@ def snapshot(workers: int) -> dict[str, Any]:
         "snapshot_s": statistics.median(took),
         "json_s": statistics.median(rendered),
         "children": len(snap["children"][0]["supervisor"]["children"]),
+    }
+
+
+def summary(workers: int) -> dict[str, Any]:
+    """
+    The status API's summary (``GET /api/v1/tree`` of `greenkeep.wsgi.StatusApp`, the whole
+    WSGI response) against ``snapshot()`` plus ``json.dumps`` of the whole tree, for a
+    supervisor over a pool of *workers* idle workers, in the same process: each the median
+    of 5, in seconds of the hub thread's CPU time (``time.thread_time``: the work itself,
+    without the yield that introspection charges afterwards), and the summary's size.
+    """
+    import io
+    import json
+    import statistics
+    import time
+
+    import gevent
+    import gevent.event
+
+    import greenkeep
+    from greenkeep.wsgi import StatusApp
+
+    configure_filtered()
+    idle = gevent.event.Event()
+
+    def wait(worker_id: int) -> None:
+        idle.wait()
+
+    pool = greenkeep.WorkerPool(wait, workers, name="snap")
+    root = greenkeep.Supervisor([greenkeep.ChildSpec("pool", pool)], name="root")
+    root.start()
+    gevent.sleep(0)
+    app = StatusApp(root)
+    environ = {
+        "REQUEST_METHOD": "GET",
+        "PATH_INFO": "/api/v1/tree",
+        "QUERY_STRING": "",
+        "REMOTE_ADDR": "127.0.0.1",
+        "wsgi.input": io.BytesIO(),
+    }
+
+    def start_response(status: str, headers: list[tuple[str, str]]) -> None:
+        assert status.startswith("200"), status
+
+    full, answered, size = [], [], 0
+    for _ in range(5):
+        t = time.thread_time()
+        json.dumps(root.snapshot())
+        full.append(time.thread_time() - t)
+        t = time.thread_time()
+        size = len(b"".join(app(dict(environ), start_response)))
+        answered.append(time.thread_time() - t)
+    root.stop(timeout=STOP_TIMEOUT)
+    snapshot_json_s, summary_s = statistics.median(full), statistics.median(answered)
+    return {
+        "snapshot_json_s": snapshot_json_s,
+        "summary_s": summary_s,
+        "summary_ratio": summary_s / snapshot_json_s if snapshot_json_s > 0 else None,
+        "summary_bytes": size,
+        "children": workers,
     }
 
 

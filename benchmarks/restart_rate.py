@@ -90,6 +90,9 @@ Scenarios, each in its own child too:
   ticks every 1 ms (``gevent.sleep(0.001)``) until 50 ms after the last is back; three storms
   in a row, the median reported (greenkeep and the limit);
 - *snapshot*: ``snapshot()`` of a supervisor over a pool of N idle workers, as hub time;
+- *status API summary*: ``GET /api/v1/tree`` of ``greenkeep.wsgi.StatusApp`` (the whole WSGI
+  response) for the same tree, against ``snapshot()`` plus ``json.dumps`` of it, both in
+  the same process, in CPU time of the hub thread (the median of 5 each); and its size;
 - *heartbeats*: one pool of N otherwise idle workers with a 1 s heartbeat, each waking every
   100 ms (the wake-ups spread over the 100 ms). 50 ms windows alternate, in A-B-B-A order,
   400 pairs, between windows where each wake-up calls the worker's beat and windows where it
@@ -135,7 +138,7 @@ depends on what its rows are run with (`DEFINED_AT`, and the tuples after it):
   ``--workers``, ``--seconds``, ``--crash``, ``--warmup-max``, ``--rounds``;
 - introspection under polling: the same but ``--rounds`` (it runs once);
 - isolated crash, heartbeats: ``--workers`` and ``--seconds``;
-- memory, storm (both), snapshot: ``--workers`` only;
+- memory, storm (both), snapshot, status API summary: ``--workers`` only;
 - scaling: ``--seconds``, ``--crash``, ``--warmup-max`` (it has its own sizes and runs,
   whatever ``--workers`` and ``--rounds`` say);
 - ``--quick`` changes all of them (its sizes, windows, warm-up and rounds).
@@ -213,6 +216,7 @@ SCENARIOS = [
     ("storm-greenkeep", "storm: greenkeep"),
     ("storm-limit", "storm: limit"),
     ("snapshot", "snapshot of the whole tree"),
+    ("summary", "status API summary vs snapshot"),
     ("heartbeat", "heartbeat: beats + deadline checks"),
     ("introspection", "introspection under polling"),
 ]
@@ -263,7 +267,7 @@ OPTION_OF = {
 #: What each kind of target depends on (what its rows are run with): a run that differs
 #: from `DEFINED_AT` in one of these, or any ``--quick`` run, does not judge it.
 RATE_TARGET = ("workers", "seconds", "crash", "warmup_max", "rounds")
-SCENARIO_TARGET = ("workers",)  # memory, storm, snapshot: N only
+SCENARIO_TARGET = ("workers",)  # memory, storm, snapshot, summary: N only
 WINDOWED_TARGET = ("workers", "seconds")  # isolated crash, heartbeats
 INTROSPECTION_TARGET = ("workers", "seconds", "crash", "warmup_max")  # run once, any rounds
 SCALING_TARGET = ("seconds", "crash", "warmup_max")  # its own sizes and runs, any --workers
@@ -304,6 +308,7 @@ def run_row(args: argparse.Namespace) -> dict[str, Any]:
         "storm-greenkeep": lambda: _greenkeep_rows.storm(n, STORM_ROUNDS, 60.0),
         "storm-limit": lambda: _baselines.limit_storm(n, STORM_ROUNDS, 60.0),
         "snapshot": lambda: _greenkeep_rows.snapshot(n),
+        "summary": lambda: _greenkeep_rows.summary(n),
         "introspection": lambda: _greenkeep_rows.introspection(
             n, crash, warm, secs, min(INTROSPECTION_OVERRUN, 5 * secs)
         ),
@@ -366,6 +371,8 @@ def _progress_summary(r: dict[str, Any]) -> str:
         return f"{r['overhead'] * 100:.2f}% of a core"
     if "snapshot_s" in r:
         return f"{r['snapshot_s'] * 1000:.1f} ms"
+    if "summary_ratio" in r:
+        return f"{_fmt(r['summary_ratio'], '.3f', 0)}x, {r['summary_bytes']:,} bytes"
     return f"{r['rate']:,.0f} restarts/s"
 
 
@@ -845,6 +852,20 @@ class Report:
             )
         else:
             lines.append(f"  {snap.get('status', 'error') if snap else 'not run'}")
+        summ = s.get("summary")
+        lines += [
+            "",
+            f"Status API summary (GET /api/v1/tree over a pool of {n:,} idle workers; "
+            "CPU time of the hub thread, same process)",
+        ]
+        if _ok(summ):
+            lines.append(
+                f"  summary {summ['summary_s'] * 1000:.2f} ms, {summ['summary_bytes']:,} bytes;"
+                f" snapshot() + json.dumps {summ['snapshot_json_s'] * 1000:.1f} ms;"
+                f" ratio {_fmt(summ['summary_ratio'], '.3f', 0)}"
+            )
+        else:
+            lines.append(f"  {summ.get('status', 'error') if summ else 'not run'}")
         hb = s.get("heartbeat")
         lines += [
             "",
@@ -1054,6 +1075,30 @@ class Report:
             5.0,
             "{value:.2f}% of a second",
             why("snapshot"),
+            SCENARIO_TARGET,
+            at_most=True,
+        )
+        summ = self.scenarios.get("summary")
+        add(
+            "status API summary of a pool of N workers < 64 KB",
+            summ["summary_bytes"] / 1024 if _ok(summ) else None,
+            64.0,
+            "{value:.1f} KB",
+            why("summary"),
+            SCENARIO_TARGET,
+            at_most=True,
+        )
+        add(
+            "status API summary <= 0.2x snapshot() + json.dumps (hub time)",
+            summ["summary_ratio"] if _ok(summ) and summ["summary_ratio"] is not None else None,
+            0.2,
+            "{value:.3f}x"
+            + (
+                f" ({summ['summary_s'] * 1000:.2f} ms vs {summ['snapshot_json_s'] * 1000:.1f} ms)"
+                if _ok(summ)
+                else ""
+            ),
+            why("summary"),
             SCENARIO_TARGET,
             at_most=True,
         )

@@ -55,4 +55,7 @@ EVENT_LEVELS: Final[Mapping[str, tuple[str, ...]]] = {
     "signal_received": ("info",),
     "runner_stopped": ("info", "error", "critical"),
     "worker_exit_requested": ("error", "critical"),
+    # greenkeep.wsgi.StatusApp's controls:
+    "control_action": ("info", "warning"),
+    "control_refused": ("warning",),
 }

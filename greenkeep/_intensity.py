@@ -7,6 +7,7 @@ timestamp is appended once and dropped once.
 
 from __future__ import annotations
 
+import bisect
 import math
 import sys
 from collections import deque
@@ -134,7 +135,12 @@ class RestartIntensity:
         """How many restarts the window holds at *now*; ``None`` when `UNLIMITED`."""
         if self._limit is None:
             return None
-        return sum(1 for expiry in self._expiries if now <= expiry)
+        # The expiries are in time order: count those at or after *now* by bisection
+        # (a pool's window can hold tens of thousands).
+        expiries = self._expiries
+        if not expiries or expiries[0] >= now:
+            return len(expiries)
+        return len(expiries) - bisect.bisect_left(expiries, now)
 
     @property
     def headroom(self) -> int | None:

@@ -36,8 +36,10 @@ class Response:
         return json.loads(self.body)
 
 
-def _request(url: str, method: str, timeout: float) -> Response:
-    request = urllib.request.Request(url, method=method)
+def _request(
+    url: str, method: str, timeout: float, headers: dict[str, str], data: bytes | None
+) -> Response:
+    request = urllib.request.Request(url, method=method, headers=headers, data=data)
     try:
         with urllib.request.urlopen(request, timeout=timeout) as answer:
             return Response(answer.status, dict(answer.headers.items()), answer.read())
@@ -46,9 +48,17 @@ def _request(url: str, method: str, timeout: float) -> Response:
             return Response(error.code, dict(error.headers.items()), error.read())
 
 
-def fetch(url: str, method: str = "GET", timeout: float = DEADLINE) -> Response:
+def fetch(
+    url: str,
+    method: str = "GET",
+    timeout: float = DEADLINE,
+    headers: dict[str, str] | None = None,
+    data: bytes | None = None,
+) -> Response:
     """Fetch *url* from a native thread, without blocking gevent's hub."""
-    result: Response = gevent.get_hub().threadpool.apply(_request, (url, method, timeout))
+    result: Response = gevent.get_hub().threadpool.apply(
+        _request, (url, method, timeout, dict(headers or {}), data)
+    )
     return result
 
 

@@ -81,17 +81,18 @@ def test_quick_run_output_shape(quick: Run) -> None:
         "Isolated crash",
         "Storm",
         "Snapshot",
+        "Status API summary",
         "Heartbeats",
         "Introspection under polling",
     ):
         assert section in text
     assert re.search(r"^Budget \(max_restarts=.*/ UNLIMITED.*fresh .*reuse ", text, re.MULTILINE)
     verdict = r"^(?:PASS|FAIL|N/A)(?: \([^)\n]*\))?\s{2}"
-    assert len(re.findall(verdict, text, re.MULTILINE)) == 12
+    assert len(re.findall(verdict, text, re.MULTILINE)) == 14
     assert re.search(verdict + "introspection: restart rate while polled", text, re.M)
     assert re.search(r"^Targets, defined at the default run \(--workers 10000 ", text, re.M)
     assert re.search(r"^targets: PASS \d+, FAIL \d+, N/A \d+( \(.*\))?$", text, re.MULTILINE)
-    assert "[20/20]" in result.stderr  # progress on stderr
+    assert "[21/21]" in result.stderr  # progress on stderr
     assert {"python", "gevent", "greenlet", "structlog", "greenkeep"} <= set(data["versions"])
     assert {
         "greenkeep-fresh",
@@ -106,6 +107,7 @@ def test_quick_run_output_shape(quick: Run) -> None:
     assert {
         "heartbeat",
         "snapshot",
+        "summary",
         "storm-greenkeep",
         "isolated-greenkeep",
         "introspection",
@@ -113,7 +115,7 @@ def test_quick_run_output_shape(quick: Run) -> None:
     assert {"unpolled_rate", "polled_rate", "polled_ratio", "calls_per_s"} <= set(
         data["scenarios"]["introspection"]
     )
-    assert len(data["checks"]) == 12
+    assert len(data["checks"]) == 14
     assert {"target", "status", "reduced_by", "detail"} <= set(data["checks"][0])
     assert {"fresh", "reuse"} == set(data["budget_ratios"])
 
@@ -155,16 +157,16 @@ def test_quick_run_judges_no_target(quick: Run) -> None:
     text = quick.stdout
     assert not re.search(r"^(PASS|FAIL)\b", text, re.MULTILINE)
     lines = re.findall(r"^N/A \(--quick\)  .*$", text, re.MULTILINE)
-    assert 12 == len(lines), text[-3000:]
+    assert 14 == len(lines), text[-3000:]
     # What was measured is shown, not judged.
     assert re.search(
         r"^N/A \(--quick\)  fresh filtered >= 2\.5x naive: [\d.]+x naive$", text, re.M
     )
     assert re.search(r"^N/A \(--quick\)  heartbeats: .*: -?[\d.]+% of a core$", text, re.M)
     assert "  this is a --quick run: every target is measured but not judged (N/A)" in text
-    assert re.search(r"^targets: PASS 0, FAIL 0, N/A 12 \(12 not judged at --quick\)$", text, re.M)
+    assert re.search(r"^targets: PASS 0, FAIL 0, N/A 14 \(14 not judged at --quick\)$", text, re.M)
     checks = quick.data["checks"]
-    assert [("N/A", ["--quick"])] * 12 == [(c["status"], c["reduced_by"]) for c in checks]
+    assert [("N/A", ["--quick"])] * 14 == [(c["status"], c["reduced_by"]) for c in checks]
     assert all("value" in c for c in checks if not c["target"].startswith("scaling"))
     assert ["--quick"] == quick.data["reduced_by"]
     assert 10_000 == quick.data["defined_at"]["workers"]
@@ -175,7 +177,7 @@ def test_quick_check_exits_zero(tmp_path: Path) -> None:
     """--check on a --quick run: no target applies, so none fails it (exit 0)."""
     run = run_quick(tmp_path, "--check", "--no-progress")
     assert 0 == run.returncode, (run.stdout[-2000:], run.stderr[-2000:])
-    assert re.search(r"^targets: PASS 0, FAIL 0, N/A 12 ", run.stdout, re.MULTILINE)
+    assert re.search(r"^targets: PASS 0, FAIL 0, N/A 14 ", run.stdout, re.MULTILINE)
     assert run.data["config"]["check"] is True
 
 
@@ -275,7 +277,7 @@ def test_failing_target_at_the_default_size_fails_check(bench: ModuleType) -> No
     assert "FAIL" == bench.verdict_label(check)
     lines = bench.target_lines(checks, bench.run_config(report.args))
     assert "FAIL  fresh filtered >= 2.5x naive: 2.00x naive" in lines
-    assert "targets: PASS 2, FAIL 1, N/A 9 (9 not measured)" == lines[-1]
+    assert "targets: PASS 2, FAIL 1, N/A 11 (11 not measured)" == lines[-1]
     assert 1 == bench.exit_status(checks, errored=False, check=True)
     assert 0 == bench.exit_status(checks, errored=False, check=False)
     # The same rows at 3x naive: nothing fails.

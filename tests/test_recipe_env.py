@@ -2,7 +2,9 @@
 The README's gunicorn recipe in a clean environment: a fresh virtual environment with only
 the package and what the recipe says to install (``gunicorn[gevent]``), the recipe's own
 ``myapp.py`` and ``gunicorn.conf.py`` taken from the README, two workers bound to loopback.
-Each worker's log lines are JSON, carry ``pid``, and differ between the workers.
+Each worker's log lines are JSON, carry ``pid``, and differ between the workers; the public
+listener serves the application and ``/healthz``, the management one the page and the API
+behind the token from the environment.
 """
 
 from __future__ import annotations
@@ -12,9 +14,12 @@ import os
 import re
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -61,11 +66,15 @@ def test_the_gunicorn_recipe_logs_json_with_a_pid_per_worker(tmp_path: Path) -> 
     log = tmp_path / "gunicorn.log"
     env = {k: v for k, v in os.environ.items() if k not in ("VIRTUAL_ENV", "PYTHONPATH")}
     env["XDG_RUNTIME_DIR"] = str(tmp_path)  # gunicorn's control socket goes here
+    public, management = free_port(), free_port()
+    env["GREENKEEP_STATUS_PORT"] = str(management)
+    env["GREENKEEP_STATUS_TOKEN"] = TOKEN
     with log.open("wb") as out:
         arbiter = subprocess.Popen(
             [
-                *(str(python), "-m", "gunicorn", "-c", "gunicorn.conf.py"),
-                *("--workers", "2", "--bind", "127.0.0.1:0", "myapp:app"),
+                *(str(python), "-m", "gunicorn", "-c", "gunicorn.conf.py", "--workers", "2"),
+                *("--bind", f"127.0.0.1:{public}", "--bind", f"127.0.0.1:{management}"),
+                "myapp:app",
             ],
             cwd=tmp_path,
             env=env,
@@ -74,6 +83,17 @@ def test_the_gunicorn_recipe_logs_json_with_a_pid_per_worker(tmp_path: Path) -> 
         )
     try:
         started = wait_for_two_roots(log, arbiter)
+        answers = {
+            name: get(port, path, token)
+            for name, port, path, token in (
+                ("public healthz", public, "/healthz", None),
+                ("public api", public, "/api/v1/tree", TOKEN),
+                ("public supervisors", public, "/supervisors", TOKEN),
+                ("management api", management, "/api/v1/tree", TOKEN),
+                ("management api, no token", management, "/api/v1/tree", None),
+                ("management page", management, "/", None),
+            )
+        }
     finally:
         arbiter.send_signal(signal.SIGTERM)
         arbiter.wait(timeout=60)
@@ -89,6 +109,39 @@ def test_the_gunicorn_recipe_logs_json_with_a_pid_per_worker(tmp_path: Path) -> 
         for e in started
     }
     assert 2 == len(set(by_worker.values()))  # the same event, two different lines
+    # The public listener: the application and /healthz; the management one: the page and
+    # the API, behind the token.
+    assert (200, "ok") == (
+        answers["public healthz"][0],
+        json.loads(answers["public healthz"][1])["status"],
+    )
+    assert (200, b"hello\n") == answers["public api"] == answers["public supervisors"]
+    status, body = answers["management api"]
+    assert (200, 1) == (status, json.loads(body)["schema_version"])
+    assert "app" == json.loads(body)["root"]["path"]
+    assert 401 == answers["management api, no token"][0]
+    assert b"<!doctype html>" in answers["management page"][1]
+
+
+TOKEN = "rec1pe-" + "q" * 25
+
+
+def free_port() -> int:
+    """A loopback port nothing listens on now (gunicorn binds it right after)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def get(port: int, path: str, token: str | None) -> tuple[int, bytes]:
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    request = urllib.request.Request(f"http://127.0.0.1:{port}{path}", headers=headers)
+    try:
+        with urllib.request.urlopen(request, timeout=30) as answer:
+            return answer.status, answer.read()
+    except urllib.error.HTTPError as error:
+        with error:
+            return error.code, error.read()
 
 
 def wait_for_two_roots(log: Path, arbiter: subprocess.Popen[bytes]) -> list[dict[str, Any]]:

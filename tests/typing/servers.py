@@ -31,6 +31,13 @@ root: Supervisor = metrics.track(
 app = greenkeep.wsgi.StatusApp(root, prefix="/_gk", metrics=metrics.wsgi_app())
 lazy = greenkeep.wsgi.StatusApp(greenkeep.gunicorn.current_root, app=user_app)
 server = gevent.pywsgi.WSGIServer(("127.0.0.1", 0), app)
+guarded = greenkeep.wsgi.StatusApp(
+    root,
+    prefix="/gk",
+    token="t" * 32,
+    authorize=lambda environ: environ.get("REMOTE_ADDR") == "10.0.0.1",
+    controls=True,
+)
 status: int = greenkeep.runner.run(lambda: root, stop_timeout=5.0)
 cli: int = greenkeep.runner.main(["--patch", "myapp:build"])
 hooks = greenkeep.gunicorn.Hooks("myapp:build", stop_timeout=8)
