@@ -156,14 +156,22 @@ def test_the_page_in_chromium(
     """Type the token, see the tree, see a crash within two refresh intervals, messages
     hidden without the token and shown with it, restart a child with its button, and take
     a screenshot during a crash storm of 10,000 workers."""
+    from selenium.common.exceptions import StaleElementReferenceException
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
 
     tree, url = served
 
     def wait(condition: Callable[[Any], Any], timeout: float = STEP) -> Any:
+        # The page re-renders as it polls: an element found a moment ago may be gone by
+        # the time it is read (stale); that is "not yet", and the wait goes on.
         return _in_thread(
-            lambda: WebDriverWait(browser, timeout, poll_frequency=0.05).until(condition)
+            lambda: WebDriverWait(
+                browser,
+                timeout,
+                poll_frequency=0.05,
+                ignored_exceptions=(StaleElementReferenceException,),
+            ).until(condition)
         )
 
     def present(css: str) -> Callable[[Any], Any]:
