@@ -36,12 +36,28 @@ class Response:
         return json.loads(self.body)
 
 
+class _NoRedirects(urllib.request.HTTPRedirectHandler):
+    """Hand a redirect back as the response (urllib follows 308 only from CPython 3.11)."""
+
+    def redirect_request(self, *args: Any, **kwargs: Any) -> None:
+        return None
+
+
+_NOT_FOLLOWING = urllib.request.build_opener(_NoRedirects)
+
+
 def _request(
-    url: str, method: str, timeout: float, headers: dict[str, str], data: bytes | None
+    url: str,
+    method: str,
+    timeout: float,
+    headers: dict[str, str],
+    data: bytes | None,
+    follow: bool = True,
 ) -> Response:
     request = urllib.request.Request(url, method=method, headers=headers, data=data)
+    opener = urllib.request.urlopen if follow else _NOT_FOLLOWING.open
     try:
-        with urllib.request.urlopen(request, timeout=timeout) as answer:
+        with opener(request, timeout=timeout) as answer:
             return Response(answer.status, dict(answer.headers.items()), answer.read())
     except urllib.error.HTTPError as error:
         with error:
@@ -54,10 +70,12 @@ def fetch(
     timeout: float = DEADLINE,
     headers: dict[str, str] | None = None,
     data: bytes | None = None,
+    follow: bool = True,
 ) -> Response:
-    """Fetch *url* from a native thread, without blocking gevent's hub."""
+    """Fetch *url* from a native thread, without blocking gevent's hub (following
+    redirects unless *follow* is false)."""
     result: Response = gevent.get_hub().threadpool.apply(
-        _request, (url, method, timeout, dict(headers or {}), data)
+        _request, (url, method, timeout, dict(headers or {}), data, follow)
     )
     return result
 
