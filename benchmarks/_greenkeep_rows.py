@@ -316,13 +316,9 @@ def heartbeat(workers: int, phase_seconds: float, pairs: int) -> dict[str, Any]:
     }
 
 
-def snapshot(workers: int) -> dict[str, Any]:
-    """The cost of one `snapshot()` of a pool of *workers* idle workers (the median of
-    5), in seconds of hub time, and of rendering it as JSON."""
-    import json
-    import statistics
-    import time
-
+def _idle_tree(workers: int) -> Any:
+    """A started supervisor ``root`` over a pool ``snap`` of *workers* workers that wait on
+    one event for ever (the snapshot and summary scenarios' tree)."""
     import gevent
     import gevent.event
 
@@ -338,6 +334,17 @@ def snapshot(workers: int) -> dict[str, Any]:
     root = greenkeep.Supervisor([greenkeep.ChildSpec("pool", pool)], name="root")
     root.start()
     gevent.sleep(0)
+    return root
+
+
+def snapshot(workers: int) -> dict[str, Any]:
+    """The cost of one `snapshot()` of a pool of *workers* idle workers (the median of
+    5), in seconds of hub time, and of rendering it as JSON."""
+    import json
+    import statistics
+    import time
+
+    root = _idle_tree(workers)
     took, rendered = [], []
     for _ in range(5):
         t = time.perf_counter()
@@ -367,22 +374,9 @@ def summary(workers: int) -> dict[str, Any]:
     import statistics
     import time
 
-    import gevent
-    import gevent.event
-
-    import greenkeep
     from greenkeep.wsgi import StatusApp
 
-    configure_filtered()
-    idle = gevent.event.Event()
-
-    def wait(worker_id: int) -> None:
-        idle.wait()
-
-    pool = greenkeep.WorkerPool(wait, workers, name="snap")
-    root = greenkeep.Supervisor([greenkeep.ChildSpec("pool", pool)], name="root")
-    root.start()
-    gevent.sleep(0)
+    root = _idle_tree(workers)
     app = StatusApp(root)
     environ = {
         "REQUEST_METHOD": "GET",

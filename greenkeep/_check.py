@@ -17,8 +17,10 @@ from greenkeep._errors import InvalidArgumentError, SpecProblem
 
 __all__ = [
     "ID_ALLOWED",
+    "LOGGER_ALLOWED",
     "check_child_id",
     "check_choice",
+    "check_logger",
     "check_seconds",
     "check_timeout",
     "is_child_id",
@@ -64,6 +66,21 @@ def is_logger(value: object) -> bool:
     return value is None or all(
         callable(getattr(value, m, None)) for m in ("bind", "info", "error", "critical")
     )
+
+
+#: What a ``logger`` argument accepts, in words.
+LOGGER_ALLOWED = "None or a structlog logger"
+
+
+def check_logger(owner: str, value: object) -> None:
+    """
+    Check a method's or constructor's ``logger`` argument (see `is_logger`).
+
+    Raises:
+        InvalidArgumentError: Naming *owner*, ``logger``, what is allowed and what arrived.
+    """
+    if not is_logger(value):
+        raise InvalidArgumentError(owner, "logger", LOGGER_ALLOWED, value)
 
 
 def required_arguments(factory: Callable[..., object]) -> list[str]:

@@ -10,7 +10,7 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
-from greenkeep._check import check_seconds, is_logger
+from greenkeep._check import LOGGER_ALLOWED, check_seconds, is_logger
 from greenkeep._errors import SpecProblem
 from greenkeep._event_names import EventLogger, Subscriber
 from greenkeep._intensity import UnlimitedType, intensity_problems
@@ -68,7 +68,7 @@ def make_config(
     if clock is not None and not callable(clock):
         problems.append(SpecProblem(owner, "clock", "None or a callable returning seconds", clock))
     if not is_logger(logger):
-        problems.append(SpecProblem(owner, "logger", "None or a structlog logger", logger))
+        problems.append(SpecProblem(owner, "logger", LOGGER_ALLOWED, logger))
     subscribers_t: tuple[Subscriber, ...] = ()
     if isinstance(subscribers, (str, bytes)) or not isinstance(subscribers, Iterable):
         problems.append(SpecProblem(owner, "subscribers", "an iterable of callables", subscribers))

@@ -45,7 +45,7 @@ from typing import Any, Protocol
 import gevent
 
 import greenkeep.logging
-from greenkeep._check import check_timeout, is_logger, required_arguments
+from greenkeep._check import check_logger, check_timeout, required_arguments
 from greenkeep._errors import InvalidArgumentError, RestartIntensityExceeded
 from greenkeep._event_names import EventLogger
 from greenkeep._events import ProcessReporter
@@ -135,8 +135,7 @@ class Hooks:
             callable(factory) and required_arguments(factory)
         ):
             raise InvalidArgumentError("Hooks", "factory", _ALLOWED_FACTORY, factory)
-        if not is_logger(logger):
-            raise InvalidArgumentError("Hooks", "logger", "None or a structlog logger", logger)
+        check_logger("Hooks", logger)
         if log_format is not None and log_format not in greenkeep.logging.FORMATS:
             allowed = "None or one of " + ", ".join(map(repr, greenkeep.logging.FORMATS))
             raise InvalidArgumentError("Hooks", "log_format", allowed, log_format)

@@ -48,7 +48,7 @@ import gevent
 import structlog
 
 import greenkeep.logging
-from greenkeep._check import check_timeout, is_logger, required_arguments
+from greenkeep._check import check_logger, check_timeout, required_arguments
 from greenkeep._errors import ChildStartError, InvalidArgumentError, RestartIntensityExceeded
 from greenkeep._event_names import EventLogger
 from greenkeep._events import ProcessReporter
@@ -135,8 +135,7 @@ def run(
     """
     stop_timeout = check_timeout("run()", stop_timeout, "stop_timeout")
     signals = _signals(signals)
-    if not is_logger(logger):
-        raise InvalidArgumentError("run()", "logger", "None or a structlog logger", logger)
+    check_logger("run()", logger)
     root = _root(root)
     log = ProcessReporter(root.name, logger)
     with _stop_on(signals, root, stop_timeout, log):

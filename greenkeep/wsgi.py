@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any, Final
 from urllib.parse import parse_qs
 
 from greenkeep._access import Access, same_origin, token_problem
-from greenkeep._check import is_child_id, is_logger
+from greenkeep._check import check_logger, is_child_id
 from greenkeep._errors import (
     ChildNotFoundError,
     GreenkeepError,
@@ -234,8 +234,7 @@ class StatusApp:
             raise InvalidArgumentError(
                 "StatusApp", "controls", "False unless token= or authorize= is given", controls
             )
-        if not is_logger(logger):
-            raise InvalidArgumentError("StatusApp", "logger", "None or a structlog logger", logger)
+        check_logger("StatusApp", logger)
         self._root = root
         self._app = app
         self._metrics = metrics
@@ -287,15 +286,8 @@ class StatusApp:
             if self._app is not None:
                 return self._app(environ, start_response)
             return _respond(environ, start_response, 404, {"error": "not found", "path": path})
-        method = environ.get("REQUEST_METHOD", "GET")
-        if method not in ("GET", "HEAD"):
-            return _respond(
-                environ,
-                start_response,
-                405,
-                {"error": f"method {method} not allowed"},
-                [("Allow", "GET, HEAD")],
-            )
+        if environ.get("REQUEST_METHOD", "GET") not in ("GET", "HEAD"):
+            return _read_only(environ, start_response)
         allowed, messages = (True, False) if rest == "/healthz" else self._access.decide(environ)
         if not allowed:
             return _unauthorized(environ, start_response)
@@ -370,15 +362,8 @@ class StatusApp:
     def _asset(
         self, environ: WSGIEnvironment, start_response: StartResponse, name: str
     ) -> list[bytes]:
-        method = environ.get("REQUEST_METHOD", "GET")
-        if method not in ("GET", "HEAD"):
-            return _respond(
-                environ,
-                start_response,
-                405,
-                {"error": f"method {method} not allowed"},
-                [("Allow", "GET, HEAD")],
-            )
+        if environ.get("REQUEST_METHOD", "GET") not in ("GET", "HEAD"):
+            return _read_only(environ, start_response)
         filename, content_type = _ASSETS[name]
         data = _asset_bytes(filename)
         headers = [
@@ -387,7 +372,7 @@ class StatusApp:
             *_PAGE_HEADERS,
         ]
         start_response(_STATUS_TEXT[200], headers)
-        return [] if method == "HEAD" else [data]
+        return [] if environ.get("REQUEST_METHOD") == "HEAD" else [data]
 
     # ------------------------------------------------------------------ controls
 
@@ -579,6 +564,18 @@ def _unauthorized(
     body = {"error": "authorization required (Authorization: Bearer <token>)"}
     headers = [("WWW-Authenticate", 'Bearer realm="greenkeep"')]
     return _respond(environ, start_response, 401, body, headers)
+
+
+def _read_only(environ: WSGIEnvironment, start_response: StartResponse) -> list[bytes]:
+    """``405`` for a method other than ``GET`` or ``HEAD`` on a read-only path."""
+    method = environ.get("REQUEST_METHOD")
+    return _respond(
+        environ,
+        start_response,
+        405,
+        {"error": f"method {method} not allowed"},
+        [("Allow", "GET, HEAD")],
+    )
 
 
 def _respond(
