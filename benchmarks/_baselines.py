@@ -39,6 +39,7 @@ __all__ = [
     "asyncio_rate",
     "bare_memory",
     "fresh_limit_rate",
+    "fresh_limit_storm",
     "limit_rate",
     "limit_storm",
     "naive_isolated",
@@ -358,6 +359,25 @@ def fresh_limit_rate(
     gevent.sleep(0)
     gate.set()
     result = measure(probe, gevent.sleep, warmup_max, seconds)
+    result["variant"] = variant
+    return result
+
+
+def fresh_limit_storm(
+    workers: int, rounds: int, timeout: float, variant: str | None = None
+) -> dict[str, Any]:
+    """The storm scenario for the fresh limit: every incarnation in a brand-new greenlet, by
+    the same cheapest means as the fresh-limit row (`FRESH_LIMIT_VARIANT`)."""
+    import gevent
+
+    variant = variant or FRESH_LIMIT_VARIANT
+    probe = Probe(workers)
+    storms = Storms(rounds, workers)
+    run = FRESH_LIMIT_VARIANTS[variant](make_storm_work(probe, storms))
+    for slot in range(workers):
+        gevent.spawn_raw(run, slot)
+    gevent.sleep(0)
+    result = run_storm(probe, storms, timeout)
     result["variant"] = variant
     return result
 

@@ -182,13 +182,13 @@ def isolated(workers: int, interval: float, seconds: float) -> dict[str, Any]:
     return _stop(sup, result)
 
 
-def storm(workers: int, rounds: int, timeout: float) -> dict[str, Any]:
+def storm(workers: int, rounds: int, timeout: float, mode: str = "fresh") -> dict[str, Any]:
     """Every worker crashes at the same instant (*rounds* times): time until all run
     again, ticker stall."""
     configure_filtered()
     probe = Probe(workers)
     storms = Storms(rounds, workers)
-    sup = _start(make_storm_work(probe, storms), workers, "fresh")
+    sup = _start(make_storm_work(probe, storms), workers, mode)
     result = run_storm(probe, storms, timeout)
     return _stop(sup, result)
 

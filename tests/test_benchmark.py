@@ -24,6 +24,8 @@ import structlog
 
 ROOT = Path(__file__).resolve().parent.parent
 SCRIPT = ROOT / "benchmarks" / "restart_rate.py"
+#: How many targets a full report judges (each listed once, whatever the run measured).
+TARGETS = 23
 
 
 @dataclass(frozen=True)
@@ -88,11 +90,11 @@ def test_quick_run_output_shape(quick: Run) -> None:
         assert section in text
     assert re.search(r"^Budget \(max_restarts=.*/ UNLIMITED.*fresh .*reuse ", text, re.MULTILINE)
     verdict = r"^(?:PASS|FAIL|N/A)(?: \([^)\n]*\))?\s{2}"
-    assert len(re.findall(verdict, text, re.MULTILINE)) == 14
+    assert len(re.findall(verdict, text, re.MULTILINE)) == TARGETS
     assert re.search(verdict + "introspection: restart rate while polled", text, re.M)
     assert re.search(r"^Targets, defined at the default run \(--workers 10000 ", text, re.M)
     assert re.search(r"^targets: PASS \d+, FAIL \d+, N/A \d+( \(.*\))?$", text, re.MULTILINE)
-    assert "[21/21]" in result.stderr  # progress on stderr
+    assert "[23/23]" in result.stderr  # progress on stderr
     assert {"python", "gevent", "greenlet", "structlog", "greenkeep"} <= set(data["versions"])
     assert {
         "greenkeep-fresh",
@@ -115,7 +117,7 @@ def test_quick_run_output_shape(quick: Run) -> None:
     assert {"unpolled_rate", "polled_rate", "polled_ratio", "calls_per_s"} <= set(
         data["scenarios"]["introspection"]
     )
-    assert len(data["checks"]) == 14
+    assert len(data["checks"]) == TARGETS
     assert {"target", "status", "reduced_by", "detail"} <= set(data["checks"][0])
     assert {"fresh", "reuse"} == set(data["budget_ratios"])
 
@@ -157,16 +159,17 @@ def test_quick_run_judges_no_target(quick: Run) -> None:
     text = quick.stdout
     assert not re.search(r"^(PASS|FAIL)\b", text, re.MULTILINE)
     lines = re.findall(r"^N/A \(--quick\)  .*$", text, re.MULTILINE)
-    assert 14 == len(lines), text[-3000:]
+    assert TARGETS == len(lines), text[-3000:]
     # What was measured is shown, not judged.
     assert re.search(
         r"^N/A \(--quick\)  fresh filtered >= 2\.5x naive: [\d.]+x naive$", text, re.M
     )
     assert re.search(r"^N/A \(--quick\)  heartbeats: .*: -?[\d.]+% of a core$", text, re.M)
     assert "  this is a --quick run: every target is measured but not judged (N/A)" in text
-    assert re.search(r"^targets: PASS 0, FAIL 0, N/A 14 \(14 not judged at --quick\)$", text, re.M)
+    summary = rf"^targets: PASS 0, FAIL 0, N/A {TARGETS} \({TARGETS} not judged at --quick\)$"
+    assert re.search(summary, text, re.M)
     checks = quick.data["checks"]
-    assert [("N/A", ["--quick"])] * 14 == [(c["status"], c["reduced_by"]) for c in checks]
+    assert [("N/A", ["--quick"])] * TARGETS == [(c["status"], c["reduced_by"]) for c in checks]
     assert all("value" in c for c in checks if not c["target"].startswith("scaling"))
     assert ["--quick"] == quick.data["reduced_by"]
     assert 10_000 == quick.data["defined_at"]["workers"]
@@ -177,7 +180,7 @@ def test_quick_check_exits_zero(tmp_path: Path) -> None:
     """--check on a --quick run: no target applies, so none fails it (exit 0)."""
     run = run_quick(tmp_path, "--check", "--no-progress")
     assert 0 == run.returncode, (run.stdout[-2000:], run.stderr[-2000:])
-    assert re.search(r"^targets: PASS 0, FAIL 0, N/A 14 ", run.stdout, re.MULTILINE)
+    assert re.search(rf"^targets: PASS 0, FAIL 0, N/A {TARGETS} ", run.stdout, re.MULTILINE)
     assert run.data["config"]["check"] is True
 
 
@@ -197,13 +200,15 @@ def bench() -> Iterator[ModuleType]:
 
 def fake_report(bench: ModuleType, argv: list[str], fresh_over_naive: float) -> Any:
     """A report over made-up rate rows (no scenario measured): greenkeep fresh at
-    *fresh_over_naive* times naive, reuse at 2x asyncio, JSON at fresh's rate (those two
-    pass), the other rows at naive's rate."""
+    *fresh_over_naive* times naive, reuse at 2x asyncio, JSON and the budget rows at their
+    filtered rows' rates (all of which pass), the other rows at naive's rate."""
     rows = {row.name: {"status": "ok", "rate": 1000.0} for row in bench.RATE_ROWS}
     for name, rate in (
         ("greenkeep-fresh", 1000.0 * fresh_over_naive),
+        ("greenkeep-fresh-budget", 1000.0 * fresh_over_naive),
         ("greenkeep-json", 1000.0 * fresh_over_naive),
         ("greenkeep-reuse", 2000.0),
+        ("greenkeep-reuse-budget", 2000.0),
     ):
         rows[name]["rate"] = rate
     return bench.Report(bench.parse_args(argv), rows, {}, None, {})
@@ -277,7 +282,7 @@ def test_failing_target_at_the_default_size_fails_check(bench: ModuleType) -> No
     assert "FAIL" == bench.verdict_label(check)
     lines = bench.target_lines(checks, bench.run_config(report.args))
     assert "FAIL  fresh filtered >= 2.5x naive: 2.00x naive" in lines
-    assert "targets: PASS 2, FAIL 1, N/A 11 (11 not measured)" == lines[-1]
+    assert "targets: PASS 6, FAIL 1, N/A 16 (16 not measured)" == lines[-1]
     assert 1 == bench.exit_status(checks, errored=False, check=True)
     assert 0 == bench.exit_status(checks, errored=False, check=False)
     # The same rows at 3x naive: nothing fails.
