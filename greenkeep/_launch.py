@@ -148,9 +148,24 @@ def _switch_all(greenlets: list[WorkerGreenlet], token: object) -> None:
                 child = greenlet.child
                 channel.notify((child, child.incarnation, KILLED))
             return
-    for greenlet in greenlets:
-        if greenlet:  # started and not dead: parked (a never-started one is just dropped)
-            raw_switch(greenlet, token)
+    if token is not GO or channel is None:
+        for greenlet in greenlets:
+            if greenlet:  # started and not dead: parked (a never-started one is dropped)
+                raw_switch(greenlet, token)
+        return
+    # Resumes relay (`Channel.relay`): each worker that parks again switches straight into
+    # the next one, and control comes back here only when one blocks, ends or is the last.
+    channel.relay = greenlets
+    channel.relay_next = 0
+    try:
+        count = len(greenlets)
+        while channel.relay_next < count:
+            greenlet = greenlets[channel.relay_next]
+            channel.relay_next += 1
+            if greenlet:  # parked (a killed one is dead)
+                raw_switch(greenlet, GO)
+    finally:
+        channel.relay = None
 
 
 def resume(greenlets: list[WorkerGreenlet]) -> None:

@@ -12,6 +12,7 @@ nothing scans the workers. One loop callback per batch starts (fresh mode) or re
 from __future__ import annotations
 
 import contextvars
+from collections import deque
 from collections.abc import Iterator
 from typing import Any
 
@@ -220,6 +221,62 @@ class PoolRun(Run):
                     reporter.restarted(worker.id, incarnation, in_window, logged=False)
                 return
         self._general(worker, incarnation, exc)
+
+    def drain(self, queue: deque[Any], handled: int, most: int) -> int:
+        """
+        The batch's straight path in bulk: take, from the head of *queue*, the exits that
+        `handle_exit`'s straight path would restart without a word (crashes posted as their
+        storm, the worker counted in: no event, no log), until *most* items are handled
+        in all; return the new count. Stops at the first other item, leaving it queued,
+        and after a give-up. Runs in the manager; never blocks, emits nothing, so nothing
+        else can run meanwhile. ``test_rules.py`` checks that it agrees with `plan_exit`.
+        """
+        if not self.fast or self.emitter.has_subscribers or self.end_reason is not None:
+            return handled
+        clock = self.clock
+        now = clock()
+        limited = self.limited
+        record = self.intensity.record
+        reuse = self.reuse
+        resumes, starts, retirees = self.resumes, self.starts, self.retirees
+        hub = self.hub
+        popleft = queue.popleft
+        _Storm = Storm
+        running = RUNNING
+        while queue and handled < most:
+            item = queue[0]
+            if type(item) is not tuple:  # a wake-up, a turn marker
+                break
+            worker, incarnation, storm = item
+            if (
+                type(storm) is not _Storm
+                or worker.live != incarnation
+                or worker.stop_requested
+                or worker.waiters is not None
+                or worker.status is not running
+            ):
+                break
+            popleft()
+            handled += 1
+            if limited:
+                now = clock()
+                if record(now):
+                    self._give_up_now(worker, incarnation, storm, now)  # the budget ran out
+                    break
+            worker.last_reason = "abnormal"
+            incarnation += 1
+            worker.incarnation = worker.live = incarnation
+            worker.restarts += 1
+            worker.started_at = now
+            worker.stop_event = None
+            if reuse:
+                resumes.append(worker.greenlet)
+            else:
+                if worker.greenlet is not None:
+                    retirees.append(worker.greenlet)
+                worker.greenlet = greenlet = create(worker, incarnation, hub)
+                starts.append(greenlet)
+        return handled
 
     def _give_up_now(self, worker: Worker, incarnation: int, exc: Any, now: float) -> None:
         worker.live = 0

@@ -141,6 +141,11 @@ class Run(abc.ABC):
         self._unstopped_before_stop: int | None = None
         self._settling = False
 
+    #: Takes a run of straight-path exits off the head of the queue in bulk (see
+    #: `PoolRun.drain`): ``drain(queue, handled, most) -> handled``; ``None`` if the run has
+    #: no such path.
+    drain: Callable[[deque[Any], int, int], int] | None = None
+
     def budget(self) -> int | UnlimitedType:
         """The restart budget this run starts with."""
         return self.config.max_restarts
@@ -291,6 +296,7 @@ class Run(abc.ABC):
         queue = mailbox.queue
         control = self.control
         handle = self.handle_exit
+        drain = self.drain
         driver = self.driver
         _tuple = tuple
         while True:
@@ -318,11 +324,12 @@ class Run(abc.ABC):
                     self._run_timers()
                     continue
                 self.channel.posted = 0
-                if type(item) is _tuple:
-                    driver.push(handle(*item))
-                handled = 1
-                # The rest of the batch straight from the queue's deque; a request, a stop
-                # or an operation ends it (requests are served ahead of a backlog).
+                queue.appendleft(item)  # the batch takes it from the queue like the rest
+                item = None
+                handled = 0
+                # The batch straight from the queue's deque: runs of straight-path exits in
+                # bulk (`drain`), the others one by one; a request, a stop or an operation
+                # ends it (requests are served ahead of a backlog).
                 while (
                     queue
                     and handled < BATCH
@@ -330,6 +337,10 @@ class Run(abc.ABC):
                     and not driver.tasks
                     and self.end_reason is None
                 ):
+                    if drain is not None:
+                        handled = drain(queue, handled, BATCH)
+                        if not queue or handled >= BATCH or self.end_reason is not None:
+                            break
                     item = queue.popleft()
                     if type(item) is _tuple:
                         op = handle(*item)

@@ -88,6 +88,10 @@ class Channel:
             be posted as its storm alone (see `greenkeep._storm`); else ``None``.
         path: The supervisor's path.
         on_blocked: Reports a blocked event loop (see `greenkeep._blocking`).
+        relay: While a batch of parked workers is being resumed (`greenkeep._launch.resume`),
+            their greenlets, else ``None``; `relay_next` is the index of the next one to
+            run. A worker of the batch that parks again switches straight into that next
+            one (the relay) instead of into the hub, which would only switch into it.
     """
 
     __slots__ = (
@@ -100,6 +104,8 @@ class Channel:
         "path",
         "post",
         "posted",
+        "relay",
+        "relay_next",
         "wake",
     )
 
@@ -113,6 +119,8 @@ class Channel:
         self.damped: dict[Any, Any] | None = None
         self.path = path
         self.on_blocked: Callable[[dict[str, object], Hub | None], None] | None = None
+        self.relay: list[Any] | None = None
+        self.relay_next = 0
 
     def notify(self, item: object) -> None:
         """Post *item* and wake the manager if it is parked (`run_worker` inlines this)."""
@@ -311,8 +319,18 @@ def run_worker(child: Runnable, incarnation: int) -> None:
         elif not child.reusable and channel.posted <= PARK_AFTER:
             return  # fresh mode, manager busy but keeping up: end now (the cheapest way)
         while True:  # parked (a raw switch: a worker has no gevent switch_out hook)
+            # In a batch of resumes, hand over to the next parked worker of the batch (if
+            # it is still there: a killed one is dead), else to the hub.
+            relay = channel.relay
+            after = hub
+            if relay is not None:
+                i = channel.relay_next
+                if i < len(relay) and relay[i]:
+                    after = relay[i]
+                    channel.relay_next = i + 1
+            relay = None
             try:
-                token = park(hub)
+                token = park(after) if after is hub else park(after, GO)
             except GreenletExit:
                 return
             except BaseException:  # a stale throw aimed at a dead incarnation

@@ -27,8 +27,8 @@ from greenlet import getcurrent
 from structlog.testing import capture_logs
 
 import greenkeep
+import greenkeep._mailbox
 from greenkeep import ChildSpec, Supervisor, WorkerPool
-from greenkeep._pool_run import PoolRun
 from greenkeep.testing import ManualClock
 
 from _events import DEADLINE, Events, hub_turns, wait_until
@@ -125,13 +125,14 @@ def test_every_crash_of_a_summarized_kind_is_posted_as_its_storm(
     held every worker's exception, traceback and frames at once."""
     size = 10
     posted: list[str] = []
-    original = PoolRun.handle_exit
 
-    def recording(self: PoolRun, worker: Any, incarnation: int, exc: Any) -> None:
-        posted.append(type(exc).__name__)
-        original(self, worker, incarnation, exc)
+    class Recording(greenkeep._mailbox._Queue):  # type: ignore[name-defined, misc]
+        def put_nowait(self, item: Any) -> None:
+            if type(item) is tuple:
+                posted.append(type(item[2]).__name__)
+            super().put_nowait(item)
 
-    monkeypatch.setattr(PoolRun, "handle_exit", recording)
+    monkeypatch.setattr(greenkeep._mailbox, "_Queue", Recording)
     go = [gevent.event.Event()]
 
     def worker(worker_id: int) -> None:

@@ -7,6 +7,7 @@ against `plan_exit` on a live pool.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import gevent
 import gevent.event
@@ -24,7 +25,7 @@ from greenkeep._rules import Action, AutoShutdown, action_for, child_state, exit
 from greenkeep._spec import Restart
 from greenkeep.testing import ManualClock
 
-from _events import Events
+from _events import Events, wait_until
 from strategies import any_exits, exit_kinds, restarts
 
 NORMAL, SHUTDOWN, ABNORMAL = ExitKind.NORMAL, ExitKind.SHUTDOWN, ExitKind.ABNORMAL
@@ -303,5 +304,83 @@ def test_the_pools_straight_path_agrees_with_plan_exit(
         # The first crash of the kind is logged in full; with crashes at most 0.9 s apart
         # the storm never ends, so every later restart took the straight path.
         assert handled - 1 - gave_up == straight
+    finally:
+        pool.stop(timeout=5)
+
+
+@settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    gaps=st.lists(st.sampled_from([0.0, 0.1, 0.4, 0.9]), min_size=2, max_size=12),
+    max_restarts=st.one_of(st.integers(min_value=1, max_value=6), st.just(100)),
+    workers=st.lists(st.integers(min_value=0, max_value=2), min_size=12, max_size=12),
+)
+@pytest.mark.parametrize("mode", ["fresh", "reuse"])
+def test_the_pools_bulk_path_agrees_with_plan_exit(
+    mode: str, gaps: list[float], max_restarts: int, workers: list[int]
+) -> None:
+    """Without subscribers, crashes of a kind being summarized are restarted in bulk
+    (`PoolRun.drain`): they restart and give up exactly when plan_exit says, every one
+    after the first of the kind taking that path while the budget has room."""
+    from greenkeep._pool_run import PoolRun
+
+    drained = [0]
+    original = PoolRun.drain
+
+    def counting(self: PoolRun, queue: Any, handled: int, most: int) -> int:
+        after = original(self, queue, handled, most)
+        drained[0] += after - handled
+        return after
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(PoolRun, "drain", counting)
+        bulk_path_run(mode, gaps, max_restarts, workers, drained)
+
+
+def bulk_path_run(
+    mode: str, gaps: list[float], max_restarts: int, workers: list[int], drained: list[int]
+) -> None:
+    clock = ManualClock()
+    crashers = Crashers()
+    pool = WorkerPool(
+        crashers.target,
+        3,
+        mode=mode,
+        max_restarts=max_restarts,
+        period=1.0,
+        clock=clock,
+        name="p",
+    )
+    window = RestartIntensity(max_restarts, 1.0)
+    pool.start()
+    try:
+        handled = 0
+        for gap, worker in zip(gaps, workers, strict=False):
+            clock.advance(gap)
+            plan = plan_exit(
+                Restart.PERMANENT,
+                ValueError("storm"),
+                stop_requested=False,
+                heartbeat_killed=False,
+                stopping=False,
+                window=window,
+                now=clock(),
+            )
+            before = pool.which_children()[worker].incarnation
+            crashers.crash(worker)
+            handled += 1
+            if plan.action is Action.GIVE_UP:
+                with pytest.raises(greenkeep.RestartIntensityExceeded):
+                    pool.join(timeout=5)
+                break
+            assert plan.action is Action.RESTART
+            wait_until(lambda w=worker, b=before: pool.which_children()[w].incarnation > b)
+            assert pool.which_children()[worker].incarnation == before + 1
+            assert pool.state == "running"
+        # The first crash of the kind is logged in full; with crashes at most 0.9 s apart
+        # the storm never ends, so every later one took the bulk path, as long as the budget
+        # had room for every worker's crash (else workers post their crashes in full).
+        assert drained[0] <= handled - 1
+        if max_restarts >= len(gaps) + 3:
+            assert handled - 1 == drained[0]
     finally:
         pool.stop(timeout=5)
