@@ -191,8 +191,12 @@ class PoolRun(Run):
                         tb = tb.tb_next
                     storm = self.storm_of.get((type(exc), id(tb.tb_frame.f_code), tb.tb_lasti))
                     tb = None
+                    if storm is not None and not storm.announced:
+                        storm = None  # the first of a storm its worker opened: log it
             if storm is not None:
                 now = self.clock()
+                if not storm.announced:  # (its first crash never reached the log)
+                    self.reporter.storms.announce(storm, now)
                 if self.limited and self.intensity.record(now):
                     self._give_up_now(worker, incarnation, exc, now)  # the budget ran out
                     return
@@ -250,6 +254,7 @@ class PoolRun(Run):
             worker, incarnation, storm = item
             if (
                 type(storm) is not _Storm
+                or not storm.announced
                 or worker.live != incarnation
                 or worker.stop_requested
                 or worker.waiters is not None

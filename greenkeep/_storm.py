@@ -17,6 +17,7 @@ cannot end.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from types import CodeType
 from typing import Final
@@ -134,9 +135,15 @@ class Storm:
         sample: One crash of the current period, rendered (``(child id, incarnation,
             error)``), or ``None`` until one is kept.
         next_summary: When the next summary is due.
+        announced: Whether its first crash has been logged in full. A worker that meets a
+            crash of a kind with no storm *opens* one (`opened`), unannounced, and posts
+            that crash in full; the crashes of the kind that follow in the same pass of the
+            hub are then counted in and posted as the storm (their exceptions freed at once,
+            where each would otherwise wait in the manager's backlog), and the manager
+            announces the storm when it logs the first one (`CrashStorms.announce`).
     """
 
-    __slots__ = ("code", "count", "kind", "next_summary", "sample", "total")
+    __slots__ = ("announced", "code", "count", "kind", "next_summary", "sample", "total")
 
     def __init__(self, kind: CrashKind, code: CodeType | None, now: float, interval: float):
         self.kind = kind
@@ -145,6 +152,15 @@ class Storm:
         self.count = 0
         self.next_summary = now + interval
         self.sample: Sample | None = None
+        self.announced = True
+
+    @classmethod
+    def opened(cls, kind: CrashKind, code: CodeType | None) -> Storm:
+        """A storm a worker opens for the crash it posts in full (see `announced`): no
+        summary is due until the manager announces it."""
+        storm = cls(kind, code, math.inf, 0.0)
+        storm.announced = False
+        return storm
 
 
 class CrashStorms:
@@ -190,6 +206,8 @@ class CrashStorms:
             return False
         if type(crash) is Storm:
             storm: Storm | None = crash
+            if not crash.announced:
+                self.announce(crash, now)
         elif heartbeat or crash is None:
             storm = self.admit_kind(HEARTBEAT_KIND, now)
         else:
@@ -213,8 +231,21 @@ class CrashStorms:
             if self.next_due is None or now + interval < self.next_due:
                 self.next_due = now + interval
             return None
+        if not storm.announced:  # opened by the worker of this crash: its first
+            self.announce(storm, now)
+            return None
         storm.count += 1
         return storm
+
+    def announce(self, storm: Storm, now: float) -> None:
+        """The first crash of a storm a worker opened is logged (or, should that crash never
+        reach the log, the first of its storm seen): its summaries start at *now*."""
+        interval = self.interval
+        assert interval is not None
+        storm.announced = True
+        storm.next_summary = now + interval
+        if self.next_due is None or storm.next_summary < self.next_due:
+            self.next_due = storm.next_summary
 
     def due(self, now: float, flush: bool = False) -> tuple[list[StormSummary], list[StormEnd]]:
         """

@@ -43,6 +43,7 @@ from greenlet import getcurrent as _getcurrent
 from greenlet import greenlet as _RawGreenlet
 
 from greenkeep._render import error_text
+from greenkeep._storm import Storm
 
 if TYPE_CHECKING:
     from gevent.hub import Hub
@@ -286,7 +287,9 @@ def run_worker(child: Runnable, incarnation: int) -> None:
             if damped is not None and tb is not None:
                 while tb.tb_next is not None:  # greenkeep._storm.crash_site, inlined
                     tb = tb.tb_next
-                storm = damped.get((type(exc), id(tb.tb_frame.f_code), tb.tb_lasti))
+                code = tb.tb_frame.f_code
+                kind = (type(exc), id(code), tb.tb_lasti)
+                storm = damped.get(kind)
                 if storm is not None:
                     # Its kind is being summarized: the crash counts itself (the first of
                     # a summary period renders itself as the period's sample) and posts
@@ -298,7 +301,11 @@ def run_worker(child: Runnable, incarnation: int) -> None:
                     storm.count += 1
                     post((child, incarnation, storm))
                 else:
+                    # The first of its kind: opens its storm (see `Storm.announced`).
+                    damped[kind] = Storm.opened(kind, code)
                     post((child, incarnation, exc))
+                storm = None
+                del code
             else:
                 post((child, incarnation, exc))
             tb = None

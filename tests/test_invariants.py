@@ -121,8 +121,9 @@ def test_every_crash_of_a_summarized_kind_is_posted_as_its_storm(
 ) -> None:
     """Once a pool's crash kind is being summarized, each crash of it reaches the manager as
     its storm, its exception already freed, in the round after a summary too (that round's
-    first crash renders the period's sample in its worker). Posted in full, such a round
-    held every worker's exception, traceback and frames at once."""
+    first crash renders the period's sample in its worker), and from the second crash of the
+    storm's very first round on. Posted in full, such a round held every worker's exception,
+    traceback and frames at once."""
     size = 10
     posted: list[str] = []
 
@@ -151,7 +152,7 @@ def test_every_crash_of_a_summarized_kind_is_posted_as_its_storm(
     with capture_logs() as logs:
         pool.start()
         try:
-            crash_round()  # the storm starts
+            first = crash_round()  # the storm starts
             second = crash_round()
             clock.advance(1.0)  # a summary: the storm's sample is reset
             wait_until(lambda: any(e["event"] == "exits_summarized" for e in logs))
@@ -162,6 +163,12 @@ def test_every_crash_of_a_summarized_kind_is_posted_as_its_storm(
             pool.stop(timeout=DEADLINE)
 
     summaries = [e for e in logs if e["event"] == "exits_summarized"]
+    # In the first round, all in one pass of the hub: the first crash opens the storm, in
+    # full, and the others are counted in and posted as the storm at once.
+    assert ["ValueError"] + ["Storm"] * (size - 1) == first
     assert (["Storm"] * size, ["Storm"] * size) == (second, third)
+    exited = [e for e in logs if e["event"] == "child_exited"]
+    assert 1 == len(exited), exited  # the first crash, in full; the others summarized
+    assert (2 * size - 1, size) == (summaries[0]["count"], summaries[1]["count"])
     assert (size, 3) == (summaries[1]["count"], summaries[1]["sample_incarnation"])
     assert "ValueError: storm" == summaries[1]["sample_error"]
