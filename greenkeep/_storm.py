@@ -141,9 +141,20 @@ class Storm:
             hub are then counted in and posted as the storm (their exceptions freed at once,
             where each would otherwise wait in the manager's backlog), and the manager
             announces the storm when it logs the first one (`CrashStorms.announce`).
+        ended: Set once it has ended (it is no longer in `CrashStorms.by_kind`): a worker
+            that kept it for its next crash of the kind looks it up again.
     """
 
-    __slots__ = ("announced", "code", "count", "kind", "next_summary", "sample", "total")
+    __slots__ = (
+        "announced",
+        "code",
+        "count",
+        "ended",
+        "kind",
+        "next_summary",
+        "sample",
+        "total",
+    )
 
     def __init__(self, kind: CrashKind, code: CodeType | None, now: float, interval: float):
         self.kind = kind
@@ -153,6 +164,7 @@ class Storm:
         self.next_summary = now + interval
         self.sample: Sample | None = None
         self.announced = True
+        self.ended = False
 
     @classmethod
     def opened(cls, kind: CrashKind, code: CodeType | None) -> Storm:
@@ -277,6 +289,7 @@ class CrashStorms:
                 storm.total = total
             if flush or not count:
                 del self.by_kind[kind]
+                storm.ended = True
                 if storm.total > 1:
                     ends.append(StormEnd(error_type, location, storm.total))
                 continue

@@ -268,10 +268,20 @@ def run_worker(child: Runnable, incarnation: int) -> None:
     target = child.target
     args = child.args
     kwargs = dict(child.kwargs) if child.kwargs else {}
+    # A pool worker's usual call, target(worker_id), as a plain call: the interpreter runs
+    # it inline, where target(*args, **kwargs) enters the interpreter anew.
+    single = len(args) == 1 and not kwargs
+    arg = args[0] if single else None
     # Each incarnation runs in a fresh copy of the context captured at start: the greenlet's
     # own context is replaced before each run (with nothing at all when the captured one is
     # empty: a greenlet without a context of its own gets a new, empty one on first use).
     empty = len(context) == 0
+    # The site of the last crash posted as its storm, and that storm: the same crash again
+    # (a crash loop) finds its storm without building its key.
+    site_code: Any = None
+    site_lasti = -1
+    site_type: Any = None
+    site_storm: Any = None
     while True:
         child.ran = incarnation
         try:
@@ -280,7 +290,10 @@ def run_worker(child: Runnable, incarnation: int) -> None:
                     me.gr_context = None
             else:
                 me.gr_context = context.copy()
-            target(*args, **kwargs)
+            if single:
+                target(arg)
+            else:
+                target(*args, **kwargs)
         except Exception as exc:
             damped = channel.damped
             tb = exc.__traceback__
@@ -288,8 +301,19 @@ def run_worker(child: Runnable, incarnation: int) -> None:
                 while tb.tb_next is not None:  # greenkeep._storm.crash_site, inlined
                     tb = tb.tb_next
                 code = tb.tb_frame.f_code
-                kind = (type(exc), id(code), tb.tb_lasti)
-                storm = damped.get(kind)
+                lasti = tb.tb_lasti
+                if (
+                    code is site_code
+                    and lasti == site_lasti
+                    and type(exc) is site_type
+                    and not site_storm.ended
+                ):
+                    storm = site_storm  # the same crash as its last one: its storm, if live
+                else:
+                    kind = (type(exc), id(code), lasti)
+                    storm = damped.get(kind)
+                    if storm is not None:
+                        site_code, site_lasti, site_type, site_storm = code, lasti, kind[0], storm
                 if storm is not None:
                     # Its kind is being summarized: the crash counts itself (the first of
                     # a summary period renders itself as the period's sample) and posts
@@ -300,11 +324,11 @@ def run_worker(child: Runnable, incarnation: int) -> None:
                         storm.sample = (child.id, incarnation, error_text(exc))  # type: ignore[attr-defined]
                     storm.count += 1
                     post((child, incarnation, storm))
+                    storm = None
                 else:
                     # The first of its kind: opens its storm (see `Storm.announced`).
                     damped[kind] = Storm.opened(kind, code)
                     post((child, incarnation, exc))
-                storm = None
                 del code
             else:
                 post((child, incarnation, exc))

@@ -172,3 +172,49 @@ def test_every_crash_of_a_summarized_kind_is_posted_as_its_storm(
     assert (2 * size - 1, size) == (summaries[0]["count"], summaries[1]["count"])
     assert (size, 3) == (summaries[1]["count"], summaries[1]["sample_incarnation"])
     assert "ValueError: storm" == summaries[1]["sample_error"]
+
+
+@pytest.mark.parametrize("mode", ["fresh", "reuse"])
+def test_a_crash_after_its_storm_ended_opens_a_new_one_logged_in_full(mode: str) -> None:
+    """A worker keeps the storm of its last crash for the next one of the same kind (a
+    crash loop skips the lookup): once that storm has ended, the same crash again is the
+    first of a new storm, logged in full, and its storm's summaries count it anew."""
+    go = [gevent.event.Event()]
+    crashed = [0]
+
+    def worker(worker_id: int) -> None:
+        go[0].wait()
+        crashed[0] += 1
+        raise ValueError("again")
+
+    def crash() -> None:
+        before = crashed[0]
+        released, go[0] = go[0], gevent.event.Event()
+        released.set()
+        wait_until(lambda: crashed[0] == before + 1)
+        hub_turns()
+
+    clock = ManualClock()
+    pool = WorkerPool(
+        worker, 1, mode=mode, max_restarts=greenkeep.UNLIMITED, clock=clock, name="p"
+    )
+    with capture_logs() as logs:
+        pool.start()
+        try:
+            crash()  # logged in full: the storm starts
+            crash()  # summarized
+            clock.advance(1.0)
+            wait_until(lambda: any(e["event"] == "exits_summarized" for e in logs))
+            clock.advance(1.0)  # a whole period without a crash: the storm ends
+            wait_until(lambda: any(e["event"] == "storm_ended" for e in logs))
+            crash()  # the same crash, from the same worker: a new storm
+            crash()
+            clock.advance(1.0)
+            wait_until(lambda: sum(e["event"] == "exits_summarized" for e in logs) == 2)
+        finally:
+            pool.stop(timeout=DEADLINE)
+    exited = [e for e in logs if e["event"] == "child_exited"]
+    summaries = [e for e in logs if e["event"] == "exits_summarized"]
+    assert 2 == len(exited), exited
+    assert [1, 1] == [s["count"] for s in summaries]
+    assert [2, 2] == [s["total"] for s in summaries]
