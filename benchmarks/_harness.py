@@ -125,7 +125,7 @@ class Gate:
     starts the crash loop; ``park`` makes every worker's next incarnation wait here again,
     so a row can end without a crash backlog. Only first incarnations touch it.
 
-    The waiters are spread over `GATE_SHARDS` events, round robin: a gevent ``Event`` keeps
+    The waiters are spread over `GATE_SHARDS` events, in blocks of arrival: a gevent ``Event`` keeps
     its waiters in a list, and a waiter that is killed removes itself from it, which costs
     the list's length. A row's stop kills every parked worker in slot order, not in the
     order they parked in, so with one event for 100,000 workers those removals alone took
@@ -142,8 +142,14 @@ class Gate:
         self._next = 0
 
     def wait(self) -> None:
-        shard = self._next
-        self._next = (shard + 1) % GATE_SHARDS
+        # Contiguous shards, in the order of arrival: the first incarnations arrive in slot
+        # order, and open() wakes the shards in order, so the crash loop starts (and, with
+        # every worker's restart following its crash, stays) in slot order, as it would
+        # behind one event.
+        workers = self.probe.workers
+        arrival = self._next
+        self._next = (arrival + 1) % workers
+        shard = arrival * GATE_SHARDS // workers
         self.waiting += 1
         try:
             self.events[shard].wait()
