@@ -270,6 +270,7 @@ class PoolRun(Run):
             if not self.reuse:  # its parked greenlet retires; a new one comes after the delay
                 self._park_or_drop(worker)
             worker.status = DELAYED
+            worker.delay_logged = logged  # its restart is logged (or summarized) alike
             self.timers.delay(worker, now + plan.delay)
             self.reporter.restart_delayed(worker.id, incarnation, plan.delay, plan.attempt, logged)
             return
@@ -303,7 +304,8 @@ class PoolRun(Run):
         if record.status != DELAYED:
             return  # cancelled (stop, shrink)
         incarnation = self._relaunch(record, self.clock())
-        self.reporter.restarted(record.id, incarnation, self.intensity.in_window)
+        in_window = self.intensity.in_window
+        self.reporter.restarted(record.id, incarnation, in_window, logged=record.delay_logged)
 
     def _not_restarted(
         self,

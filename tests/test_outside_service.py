@@ -11,6 +11,7 @@ from typing import Any
 import gevent
 import gevent.event
 import pytest
+from structlog.testing import capture_logs
 
 import greenkeep
 from greenkeep import Backoff, ChildSpec, Supervisor, WorkerPool
@@ -160,3 +161,110 @@ class TestTheBudgetCountsSequences:
         assert backoff is not Backoff.for_outside_service()
         assert 5.5 == pytest.approx(backoff.max_delay * (1 + backoff.jitter))
         assert backoff.reset_after >= 5.0
+
+
+class TestDelayedRestartsAreSummarized:
+    def test_a_backoff_crash_storm_logs_per_period_not_per_restart(self) -> None:
+        """50 workers with a backoff crashing for 10 summary periods (1,000 restarts): the
+        log has the first crash of the kind in full (with its delay and its restart), then
+        one exits_summarized per period; subscribers get every exit, delay and restart."""
+        clock = ManualClock()
+        service = Service()
+        events = Events()
+        size, periods, rounds_per_period = 50, 10, 2
+        with capture_logs() as logs:
+            pool = WorkerPool(
+                service.consume,
+                size,
+                backoff=Backoff(initial=0.5, factor=1.0, max_delay=0.5, jitter=0.0),
+                clock=clock,
+                name="consumers",
+                subscribers=[events],
+            )
+            pool.start()
+            try:
+                service.down.set()
+                wait_until(lambda: pool.count_children().active == 0)
+                for _ in range(periods * rounds_per_period):
+                    advance(clock, pool, 0.5, crashing=True)
+                lines = len(logs)
+            finally:
+                pool.stop(timeout=DEADLINE)
+
+        restarts = periods * rounds_per_period * size
+        assert restarts == len(events.of("child_restarted"))
+        assert restarts + size == len(events.of("child_exited", action="restart"))
+        assert restarts + size == len(events.of("child_restart_delayed"))
+        assert restarts == sum(e["count"] for e in events.of("exits_summarized")) - (size - 1)
+        names = [e["event"] for e in logs]
+        assert 1 == names.count("child_restarted")  # the first crash's, in full
+        assert 1 == names.count("child_restart_delayed")
+        assert 1 == names.count("child_exited")  # the first crash
+        assert periods - 1 <= names.count("exits_summarized") <= periods + 1
+        assert lines <= 3 * periods + 10  # O(periods), not O(restarts)
+
+    def test_a_crash_logged_in_full_has_its_delayed_restart_logged_in_full(self) -> None:
+        """Outside a storm (damping off, or the first crash of a kind), a delayed restart's
+        child_restart_delayed and child_restarted are logged, as before."""
+        clock = ManualClock()
+        service = Service()
+        with capture_logs() as logs:
+            sup = Supervisor(
+                [
+                    ChildSpec(
+                        "db", service.consume, backoff=Backoff(initial=1.0, factor=1, jitter=0)
+                    )
+                ],
+                clock=clock,
+                log_summary_interval=None,
+                max_restarts=10,
+                name="app",
+            )
+            sup.start()
+            try:
+                service.down.set()
+                for _ in range(3):
+                    wait_until(lambda: sup.which_children()[0].status == "delayed")
+                    clock.advance(1.0)
+                    sync(sup)
+                wait_until(lambda: sup.which_children()[0].status == "delayed")
+            finally:
+                sup.stop(timeout=DEADLINE)
+
+        names = [e["event"] for e in logs]
+        assert (4, 4, 3) == (
+            names.count("child_exited"),
+            names.count("child_restart_delayed"),
+            names.count("child_restarted"),
+        )
+
+    def test_a_supervisor_childs_delayed_restarts_are_summarized_too(self) -> None:
+        """A Supervisor child with a backoff in a crash loop: after the first crash of the
+        kind, its delays and restarts reach subscribers only, as its exits do."""
+        clock = ManualClock()
+        service = Service()
+        events = Events()
+        with capture_logs() as logs:
+            sup = Supervisor(
+                [ChildSpec("db", service.consume, backoff=Backoff(initial=0.2, factor=1))],
+                clock=clock,
+                random=lambda: 0.5,
+                name="app",
+                subscribers=[events],
+            )
+            sup.start()
+            try:
+                service.down.set()
+                for _ in range(5):  # within one summary interval of the first crash
+                    clock.advance(events.wait("child_restart_delayed")["delay"])
+                    events.wait("child_restarted")
+                events.wait("child_restart_delayed")
+            finally:
+                sup.stop(timeout=DEADLINE)
+
+        names = [e["event"] for e in logs]
+        assert (1, 1, 1) == tuple(
+            names.count(n) for n in ("child_exited", "child_restart_delayed", "child_restarted")
+        )
+        assert [True] * 4 == [e.get("summarized") for e in events.of("child_restarted")[1:]]
+        assert 6 == len(events.of("child_restart_delayed"))
