@@ -119,6 +119,16 @@ class Supervisor(SupervisorBase[SupervisorRun]):
         """The restart strategy."""
         return self._strategy
 
+    def _degraded(self, run: SupervisorRun) -> bool:
+        if not run.supervisors:
+            return False
+        return any(
+            child.spec.is_supervisor
+            and isinstance(child.spec.target, SupervisorBase)
+            and child.spec.target.degraded
+            for child in list(run.children.values())
+        )
+
     def _children(self) -> list[Child]:
         run = self._run
         if run is None:  # before a start: the specs, as children that never ran

@@ -6,10 +6,6 @@ like immediate ones. Every outage runs on a manual clock.
 
 from __future__ import annotations
 
-from typing import Any
-
-import gevent
-import gevent.event
 import pytest
 from structlog.testing import capture_logs
 
@@ -18,26 +14,7 @@ from greenkeep import Backoff, ChildSpec, Supervisor, WorkerPool
 from greenkeep.testing import ManualClock
 
 from _events import DEADLINE, Events, wait_until
-
-
-class Service:
-    """An outside service the workers use: while it is down, every incarnation fails at
-    once with ``ConnectionError``; while it is up, workers block (consume) until it goes
-    down."""
-
-    def __init__(self) -> None:
-        self.down = gevent.event.Event()
-
-    def consume(self, *_: object) -> None:
-        if not self.down.is_set():
-            self.down.wait()  # consuming, until the connection breaks
-        raise ConnectionError("service unreachable")
-
-
-def sync(sup: Supervisor | WorkerPool) -> None:
-    """A round trip through the manager: the timers due by now have run."""
-    run: Any = sup._run
-    run.call(lambda: None)
+from _outage import Service, sync
 
 
 def advance(clock: ManualClock, pool: WorkerPool, seconds: float, *, crashing: bool) -> None:
