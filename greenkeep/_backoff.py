@@ -94,8 +94,9 @@ class Backoff:
         ``max_delay * (1 + jitter)``, 5.5 s (plus the time its client takes to reconnect).
         With ``reset_after`` (60 s) at least the restart window's ``period`` (5 s by
         default), a pool with its default budget never gives up on an outage, however long
-        it lasts (each worker starts at most one crash sequence per period); a crash loop
-        that is a bug does not give up either: the pool is ``degraded`` instead.
+        it lasts: the budget counts crash sequences, and each worker starts at most
+        ``1 + period // reset_after`` of them per period (one, with these values). A crash
+        loop that is a bug does not give up either: the pool is ``degraded`` instead.
 
         Returns a new (frozen, equal) instance on every call.
         """

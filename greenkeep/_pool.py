@@ -130,7 +130,11 @@ class WorkerPool(SupervisorBase[PoolRun]):
         period: The window in seconds; default 5.
         heartbeat: ``None`` or seconds > 0: every worker must call `greenkeep.beat` at
             least this often, or it is killed and restarted (reason ``heartbeat_missed``).
-        backoff: ``None`` or a `Backoff`: delay each worker's restarts exponentially.
+        backoff: ``None`` or a `Backoff`: delay each worker's restarts exponentially; the
+            budget then counts crash sequences (only a sequence's first restart is recorded
+            in the window). `Backoff.for_outside_service` is the recommended one for workers
+            of an outside service: with the default budget, an outage of any length never
+            makes the pool give up.
         name, logger, subscribers, clock, log_summary_interval, random: As for `Supervisor`.
 
     Raises:

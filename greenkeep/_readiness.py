@@ -12,8 +12,8 @@ A worker is *failing*:
   it, so a worker of a crash loop is failing continuously.
 - in a pool without backoff, nothing waits: a crash is restarted at once, and the pool's
   straight path (crashes of a kind being summarized) keeps no trace per worker. There the
-  crashes of the last `RATE_WINDOW` seconds stand for failing workers, at most one per
-  worker of the pool: a worker that crashes at least once a second counts as failing (one
+  crashes of the last `RATE_WINDOW` seconds stand for failing workers, counted up to the
+  pool's size: a worker that crashes at least once a second counts as failing (one
   that crashes faster counts once per crash).
 
 The pool becomes degraded once at least `threshold` workers (`DEGRADED_SHARE` of its size,
@@ -21,9 +21,9 @@ at least one) have been failing for longer than `DEGRADED_AFTER` seconds continu
 wait for a restart now (without backoff: the count has stayed at or above the threshold
 that long). It stops being degraded once fewer than `threshold` workers are failing at all
 (a hysteresis: workers that have just failed again keep it degraded, and those running
-again count until they have run `RECOVERED_AFTER`). So a worker that runs again, if not yet
-proven, never makes the pool degraded: an outage over before the workers' restarts come due
-after a second does not.
+again count until they have run `RECOVERED_AFTER`). A worker that runs again, not yet
+proven, counts toward staying degraded but never toward becoming so: an outage that is
+over by the time the workers' restarts come due does not make the pool degraded.
 
 The cost per exit is O(1) and nothing scans the workers: each worker enters the failing
 state once per episode (one append to a time-ordered queue), a failing worker's restart
@@ -232,8 +232,13 @@ class Readiness:
         return False
 
     def idle(self) -> None:
-        """The checks stop: without backoff, sampling starts afresh at the next crash."""
+        """The checks stop (nothing is failing): without backoff, sampling starts afresh at
+        the next crash; with it, what the queues still hold is stale (of no failing worker)
+        and is dropped."""
         self._samples.clear()
+        if not self.failing:
+            self._young.clear()
+            self._runs.clear()
 
     def _age(self, now: float) -> None:
         young, runs = self._young, self._runs

@@ -176,7 +176,8 @@ class Supervisor(SupervisorBase[SupervisorRun]):
     def snapshot(self) -> dict[str, Any]:
         """
         A JSON-serialisable view of this supervisor and, recursively, of its children:
-        state, restart window, delivery counters (``events``), and per child its state
+        state, restart window, delivery counters (``events``), whether it is ``degraded``
+        (a pool also gives how many workers are ``failing``), and per child its state
         (``running``, ``restarting``, ``delayed``, ``stopped``, ``failed``), incarnation,
         restart count, uptime and last exit reason. Works in every state; never waits for
         the manager. O(children): a call that worked for more than a millisecond yields

@@ -140,7 +140,8 @@ class StatusApp:
             serves them at the top. Paths are matched against ``PATH_INFO``, so a
             dispatcher that mounts this app under a ``SCRIPT_NAME`` works as usual. With an
             *app* and no prefix, the page and the API are not served (``/`` and ``/api/``
-            stay the application's); ``/healthz``, ``/supervisors`` and ``/metrics`` are.
+            stay the application's); ``/healthz``, ``/readyz``, ``/supervisors`` and
+            ``/metrics`` are.
 
         metrics: A WSGI application to serve at ``{prefix}/metrics``, e.g.
             ``greenkeep.prometheus.Metrics().wsgi_app()``. ``None`` leaves that path to *app*.
