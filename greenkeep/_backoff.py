@@ -82,6 +82,26 @@ class Backoff:
         if problems:
             raise InvalidSpecError(problems)
 
+    @classmethod
+    def for_outside_service(cls) -> Backoff:
+        """
+        The recommended backoff for workers that depend on an outside service (a database,
+        a broker, an HTTP API): the defaults but for ``max_delay``, that is
+        ``Backoff(initial=0.1, factor=2.0, max_delay=5.0, jitter=0.1, reset_after=60.0)``.
+
+        While the service is down, each worker retries after 0.1, 0.2, 0.4, ... seconds, then
+        every 4.5 to 5.5 s. Once it is back, every worker has tried again within
+        ``max_delay * (1 + jitter)``, 5.5 s (plus the time its client takes to reconnect).
+        With ``reset_after`` (60 s) at least the restart window's ``period`` (5 s by
+        default), a pool with its default budget never gives up on an outage, however long
+        it lasts: the budget counts crash sequences, and each worker starts at most
+        ``1 + period // reset_after`` of them per period (one, with these values). A crash
+        loop that is a bug does not give up either: the pool is ``degraded`` instead.
+
+        Returns a new (frozen, equal) instance on every call.
+        """
+        return cls(max_delay=5.0)
+
     def base_delay(self, attempt: int) -> float:
         """The delay before restart number *attempt* (1-based), before jitter."""
         if attempt < 1:

@@ -45,6 +45,8 @@ EVENT_LEVELS: Final[Mapping[str, tuple[str, ...]]] = {
     "event_loop_blocked": ("warning",),
     "exit_ignored": ("debug",),
     "pool_resized": ("info",),
+    "pool_degraded": ("warning",),
+    "pool_recovered": ("info",),
     "supervisor_forked": ("warning",),
     "supervisor_crashed": ("critical",),
     "event_delivery_failed": ("error",),

@@ -426,6 +426,19 @@ class Reporter:
     def resized(self, size: int, previous: int) -> None:
         self._emit("info", "pool_resized", size=size, previous=previous)
 
+    def pool_degraded(self, failing: int, size: int, failing_for: float, basis: str) -> None:
+        """A pool became degraded: *failing* of its *size* workers, for *failing_for* s."""
+        share = round(failing / size, 3) if size else 0.0
+        fields = {"failing": failing, "size": size, "share": share}
+        self._emit(
+            "warning", "pool_degraded", **fields, failing_for=round(failing_for, 6), basis=basis
+        )
+
+    def pool_recovered(self, failing: int, size: int, degraded_for: float) -> None:
+        """A degraded pool is no longer: it was degraded for *degraded_for* s."""
+        fields = {"failing": failing, "size": size, "degraded_for": round(degraded_for, 6)}
+        self._emit("info", "pool_recovered", **fields)
+
     def late_exit(self, child_id: object, incarnation: int, reason: str) -> None:
         """An incarnation reported unstopped has ended after all."""
         fields = {"child_id": child_id, "incarnation": incarnation, "reason": reason}

@@ -131,6 +131,12 @@ class RestartIntensity:
         self.in_window = n = len(expiries)
         return n > self._limit
 
+    def tally(self) -> None:
+        """Count a restart that is not recorded in the window (a later attempt of a backoff
+        sequence, see `greenkeep._rules.plan_exit`): it adds to `total` only, and can never
+        exceed the intensity."""
+        self.total += 1
+
     def in_period(self, now: float) -> int | None:
         """How many restarts the window holds at *now*; ``None`` when `UNLIMITED`."""
         if self._limit is None:

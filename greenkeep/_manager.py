@@ -97,6 +97,26 @@ class SupervisorBase(Subtree, Generic[R]):
         """The report of its last stop once that stop is over (``None`` before)."""
         return None if self._run is None else self._run.report
 
+    @property
+    def degraded(self) -> bool:
+        """
+        Whether it runs but is not ready (readiness, apart from liveness: `state`).
+
+        A `WorkerPool` is degraded while at least half its workers have been failing for
+        longer than a second: with a `Backoff`, a worker is failing from the exit whose
+        restart waits for its delay until an incarnation has run for half a second again;
+        without backoff, the pool's crashes of the last second stand for failing workers.
+        A `Supervisor` is degraded while any pool or supervisor in its subtree is (its own
+        children's crashes are the restart intensity's business). ``False`` whenever it is
+        not running (``state`` says why). O(1) for a pool; for a supervisor, O(children of
+        the supervisors in its subtree). Never blocks.
+        """
+        run = self._run
+        return run is not None and run.state == RUNNING and self._degraded(run)
+
+    def _degraded(self, run: R) -> bool:
+        return run.degraded()
+
     def snapshot(self) -> dict[str, Any]:
         """A JSON-serialisable view of this supervisor and of its children (see
         `Supervisor.snapshot`)."""
@@ -115,6 +135,7 @@ class SupervisorBase(Subtree, Generic[R]):
             "restarts_in_period": 0 if run is None else run.intensity.in_period(now),
             "restarts": 0 if run is None else run.intensity.total,
             "error": None if self.error is None else str(self.error),
+            "degraded": self.degraded,
             "events": {"delivery_failures": 0, "dropped": 0, "logger_blocked": False}
             if run is None
             else run.emitter.stats(),

@@ -34,6 +34,7 @@ from greenkeep._reports import ChildCounts, ChildInfo
 from greenkeep._rules import child_state
 from greenkeep._snapshot import charged
 from greenkeep._spec import ChildSpec, Restart, RestartValue, Shutdown, ShutdownValue
+from greenkeep._states import RUNNING
 
 __all__ = ["MAX_POOL_SIZE", "RestartMode", "RestartModeValue", "WorkerHandle", "WorkerPool"]
 
@@ -129,7 +130,11 @@ class WorkerPool(SupervisorBase[PoolRun]):
         period: The window in seconds; default 5.
         heartbeat: ``None`` or seconds > 0: every worker must call `greenkeep.beat` at
             least this often, or it is killed and restarted (reason ``heartbeat_missed``).
-        backoff: ``None`` or a `Backoff`: delay each worker's restarts exponentially.
+        backoff: ``None`` or a `Backoff`: delay each worker's restarts exponentially; the
+            budget then counts crash sequences (only a sequence's first restart is recorded
+            in the window). `Backoff.for_outside_service` is the recommended one for workers
+            of an outside service: with the default budget, an outage of any length never
+            makes the pool give up.
         name, logger, subscribers, clock, log_summary_interval, random: As for `Supervisor`.
 
     Raises:
@@ -214,6 +219,19 @@ class WorkerPool(SupervisorBase[PoolRun]):
             return max(RESTARTS_PER_WORKER, RESTARTS_PER_WORKER * self._size)
         return self._config.max_restarts
 
+    @property
+    def failing(self) -> int:
+        """
+        How many workers are failing now, as `degraded` counts them: with a `Backoff`, those
+        waiting for a delayed restart or not yet running again for half a second after one;
+        without backoff, the crashes of the last second (at most `size`), as of the last
+        check (every 0.25 s while crashes go on). 0 when not running. O(1); never blocks.
+        """
+        run = self._run
+        if run is None or run.state != RUNNING:
+            return 0
+        return run.readiness.failing
+
     def _workers(self) -> list[Worker]:
         return [] if self._run is None else self._run.workers
 
@@ -274,6 +292,7 @@ class WorkerPool(SupervisorBase[PoolRun]):
         now = self._config.clock()
         snap = self._header(now)
         snap.update(strategy="simple_one_for_one", mode=self._mode.value, size=self.size)
+        snap["failing"] = self.failing
         snap["children"] = [
             {
                 "id": w.id,

@@ -26,6 +26,7 @@ from greenkeep._heartbeat import HeartbeatMonitor
 from greenkeep._intensity import UnlimitedType
 from greenkeep._launch import create, resume, spare, start, start_now, start_spare
 from greenkeep._ops import Op
+from greenkeep._readiness import CHECK_EVERY, Readiness
 from greenkeep._records import Record
 from greenkeep._render import error_text
 from greenkeep._rules import Action, plan_exit
@@ -44,13 +45,16 @@ RESTARTS_PER_WORKER = 3
 class Worker(Record):
     """A pool's record of one worker slot."""
 
-    __slots__ = ("last_reason", "live", "waiters")
+    __slots__ = ("fail_epoch", "fail_long", "fail_stalled", "last_reason", "live", "waiters")
 
     def __init__(self, *args: Any) -> None:
         super().__init__(*args)
         self.live = 0  # the incarnation running now, 0 if none
         self.last_reason: str | None = None
         self.waiters: dict[int, gevent.event.Event] | None = None
+        self.fail_epoch = 0  # its failing episode (greenkeep._readiness), 0 if not failing
+        self.fail_long = False  # failing for longer than DEGRADED_AFTER
+        self.fail_stalled = False  # ... and counted as waiting for its restart
 
 
 def _crash_record(worker_id: int, incarnation: int, exc: Any, now: float) -> ExitRecord:
@@ -109,6 +113,10 @@ class PoolRun(Run):
         if spec.heartbeat is not None:
             self.monitor = HeartbeatMonitor(spec.heartbeat, self.clock())
             self.monitors.append(self.monitor)
+        #: Whether it is degraded (greenkeep._readiness): with a backoff, by its waiting
+        #: workers; without, by its crash rate.
+        self.readiness = Readiness(spec.backoff is None, size)
+        self.crash_count = 0  # crashes restarted at once (read with damping off)
 
     def budget(self) -> int | UnlimitedType:
         if self.scaled_budget:
@@ -320,6 +328,7 @@ class PoolRun(Run):
         if plan.end is not None and plan.action is not Action.GIVE_UP:
             self.end(plan.end)
         if plan.action is not Action.RESTART:
+            self.readiness.forget(worker)  # nothing to wait for
             self._not_restarted(worker, incarnation, kind, exc, plan.action, now)
             if plan.action is Action.GIVE_UP:
                 self.give_up(_crash_record(worker.id, incarnation, exc, now))
@@ -332,9 +341,15 @@ class PoolRun(Run):
             if not self.reuse:  # its parked greenlet retires; a new one comes after the delay
                 self._park_or_drop(worker)
             worker.status = DELAYED
+            worker.delay_logged = logged  # its restart is logged (or summarized) alike
             self.timers.delay(worker, now + plan.delay)
+            self.readiness.delayed(worker, now)
+            self._watch(now)
             self.reporter.restart_delayed(worker.id, incarnation, plan.delay, plan.attempt, logged)
             return
+        if kind in ABNORMAL_KINDS:
+            self.crash_count += 1
+            self._watch(now)
         incarnation = self._relaunch(worker, now)
         level = "info" if kind in ABNORMAL_KINDS else "debug"
         in_window = self.intensity.in_window
@@ -364,8 +379,48 @@ class PoolRun(Run):
     def restart_due(self, record: Worker) -> None:
         if record.status != DELAYED:
             return  # cancelled (stop, shrink)
-        incarnation = self._relaunch(record, self.clock())
-        self.reporter.restarted(record.id, incarnation, self.intensity.in_window)
+        now = self.clock()
+        incarnation = self._relaunch(record, now)
+        self.readiness.relaunched(record, now)
+        in_window = self.intensity.in_window
+        self.reporter.restarted(record.id, incarnation, in_window, logged=record.delay_logged)
+
+    # ------------------------------------------------------------------ readiness
+
+    def _crashes(self) -> int:
+        # The pool's crashes so far: every crash is counted in its storm (the straight path
+        # and the workers count theirs there); with damping off, here.
+        storms = self.reporter.storms
+        return storms.crashes() if storms.interval is not None else self.crash_count
+
+    def _watch(self, now: float) -> None:
+        """Something may make the pool degraded: check periodically from now on."""
+        readiness = self.readiness
+        if readiness.by_crash_rate and not readiness.sampling:
+            readiness.watch(now, self._crashes())
+        if self.timers.check_at is None:
+            self.timers.check_at = now + CHECK_EVERY
+
+    def check(self, now: float) -> None:
+        """The periodic readiness check: report a change, and go on while needed (without
+        backoff: also while a storm of crashes is under way, whose crashes the straight
+        path restarts without a word to the readiness)."""
+        readiness = self.readiness
+        crashes = self._crashes() if readiness.by_crash_rate else 0
+        change = readiness.check(now, self.size, crashes)
+        if change is not None:
+            basis = "crash_rate" if readiness.by_crash_rate else "delayed_restarts"
+            if change.degraded:
+                self.reporter.pool_degraded(change.failing, self.size, now - change.since, basis)
+            else:
+                self.reporter.pool_recovered(change.failing, self.size, now - change.since)
+        if readiness.needs_checks() or (readiness.by_crash_rate and self.reporter.storms.by_kind):
+            self.timers.check_at = now + CHECK_EVERY
+        else:
+            readiness.idle()
+
+    def degraded(self) -> bool:
+        return self.readiness.degraded
 
     def _not_restarted(
         self,
@@ -462,6 +517,7 @@ class PoolRun(Run):
         # Cancel their pending (backoff) restarts, stop the live ones together (others go
         # on restarting meanwhile: a pool's stop is not exclusive).
         for worker in workers:
+            self.readiness.forget(worker)
             if worker.status == DELAYED:
                 self.timers.cancel(worker)
                 worker.status = TERMINATED
@@ -479,6 +535,7 @@ class PoolRun(Run):
         if size > current:
             self.size = size
             self.intensity = self.intensity.resized(self.budget())
+            self.readiness.resized(size)
             self._add_workers(size - current)
             self.end_batch()
         elif size < current:
@@ -486,6 +543,7 @@ class PoolRun(Run):
             del self.workers[size:]
             self.size = size
             self.intensity = self.intensity.resized(self.budget())
+            self.readiness.resized(size)
         self.reporter.resized(size, current)
 
     def abandon(self, record: Record) -> None:

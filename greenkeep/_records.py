@@ -42,12 +42,15 @@ class Record(Runnable):
         hb_missed: The incarnation killed for missing its heartbeat (0 if none).
         backoff_attempt: Its consecutive restarts under backoff.
         delay_seq: The ticket of its pending delayed restart (0 if none).
+        delay_logged: Whether the exit its pending delayed restart follows was logged in
+            full (else its kind was being summarized, and so is the restart).
     """
 
     __slots__ = (
         "abandoned",
         "awaiting_ready",
         "backoff_attempt",
+        "delay_logged",
         "delay_seq",
         "greenlet",
         "hb_missed",
@@ -91,6 +94,7 @@ class Record(Runnable):
         self.hb_missed = 0
         self.backoff_attempt = 0
         self.delay_seq = 0
+        self.delay_logged = True
 
     def exited(self) -> bool:
         """Whether the current incarnation has posted its exit (or never ran)."""

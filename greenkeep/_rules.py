@@ -223,8 +223,12 @@ def plan_exit(
             callable says whether a significant child still runs (asked only for
             ``all_significant``).
 
-    Every restart counts toward the intensity when it is decided (a delayed one too); the
-    one that exceeds it becomes `Action.GIVE_UP`.
+    Without *backoff*, every restart is recorded in the window when it is decided, as OTP
+    does; the one that exceeds the intensity becomes `Action.GIVE_UP`. With *backoff*, the
+    window counts crash *sequences*: the restart that starts one (attempt 1: the child's
+    first, or the first after an incarnation ran at least ``reset_after``) is recorded and
+    may give up; a later attempt of the same sequence is only tallied (`RestartIntensity.
+    tally`), never gives up, and its pace is bounded by the backoff's delays instead.
     """
     kind = exit_kind(exc, stop_requested, heartbeat_killed)
     action = _ACTIONS[restart, kind, stopping]
@@ -234,11 +238,16 @@ def plan_exit(
     if action is not Action.RESTART:
         ends = significant and not stopping and _auto_ends(auto_shutdown, significant_running)
         return ExitPlan(kind, action, drop, AUTO_SHUTDOWN if ends else None)
-    if window.record(now):
-        return ExitPlan(kind, Action.GIVE_UP, False, GAVE_UP)
     if backoff is None:
+        if window.record(now):
+            return ExitPlan(kind, Action.GIVE_UP, False, GAVE_UP)
         return ExitPlan(kind, action)
     attempt = next_attempt(attempt, uptime, backoff)
+    if attempt == 1:  # a new crash sequence: it counts toward the intensity
+        if window.record(now):
+            return ExitPlan(kind, Action.GIVE_UP, False, GAVE_UP)
+    else:
+        window.tally()
     draw = uniform() if uniform is not None else 0.5
     return ExitPlan(kind, action, delay=backoff.delay(attempt, draw), attempt=attempt)
 

@@ -225,6 +225,14 @@ class Run(abc.ABC):
     def subtree_of(self, record: Any) -> Stoppable | None:
         return None
 
+    def check(self, now: float) -> None:  # noqa: B027 (a hook: only pools have a check)
+        """The periodic check (`Timers.check_at`) is due: a pool's readiness."""
+
+    def degraded(self) -> bool:
+        """Whether this run is degraded (a pool's readiness; a supervisor's comes from its
+        subtree, see `SupervisorBase.degraded`)."""
+        return False
+
     def abandon(self, record: Record) -> None:
         """*record*'s incarnation was reported unstopped: stop tracking it as running."""
         if record.abandoned is None:
@@ -417,6 +425,8 @@ class Run(abc.ABC):
             self.reporter.summaries(due.now)
         for record, interval in due.missed:
             self._heartbeat_missed(record, interval)
+        if due.check:  # first: a worker whose restart is due now still waits for it
+            self.check(due.now)
         for record in due.restarts:
             self.restart_due(record)
         self.end_batch()

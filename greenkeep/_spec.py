@@ -170,7 +170,9 @@ class ChildSpec:
             one that does not is killed and handled as a crash with reason
             ``heartbeat_missed``.
         backoff: ``None`` (default: restart at once) or a `Backoff`: delay restarts
-            exponentially, with jitter, a cap and a reset after a healthy run.
+            exponentially, with jitter, a cap and a reset after a healthy run. The
+            supervisor's restart intensity then counts crash sequences: only a sequence's
+            first restart (attempt 1) is recorded in its window.
         ready_timeout: ``None`` (default): the child does not signal readiness, and
             `Supervisor.start` starts the next child once this one has run up to its first
             yield. A number of seconds: the child calls `greenkeep.ready` once initialised,

@@ -43,6 +43,7 @@ __all__ = [
     "SUMMARY_CHILDREN",
     "Samples",
     "View",
+    "degraded_pools",
     "detail",
     "find",
     "redact_snapshot",
@@ -229,6 +230,7 @@ def _header(sup: SupervisorBase[Any], view: View, tb: bool) -> dict[str, Any]:
             "text": str(error) if view.messages else redacted_error(error),
             "last_exit": exit_view(error.last_crash, now, view, tb),
         },
+        "degraded": sup.degraded,
         "storms": _storms(sup, view),
         "events": {"delivery_failures": 0, "dropped": 0, "logger_blocked": False}
         if run is None
@@ -236,6 +238,7 @@ def _header(sup: SupervisorBase[Any], view: View, tb: bool) -> dict[str, Any]:
     }
     if isinstance(sup, WorkerPool):
         node.update(strategy="simple_one_for_one", mode=sup.mode.value, size=sup.size)
+        node["failing"] = sup.failing
     elif isinstance(sup, Supervisor):
         node["strategy"] = sup.strategy.value
     return node
@@ -303,6 +306,26 @@ def summary(root: Root | None, view: View) -> dict[str, Any]:
     out = _envelope(view)
     out["root"] = None if root is None else charged(lambda: _node(root, view))
     return out
+
+
+def degraded_pools(root: Root) -> list[WorkerPool]:
+    """The degraded pools of *root*'s tree (*root* itself if it is one), in start order:
+    what makes *root* degraded. Walks only the degraded supervisors: O(their children)."""
+    found: list[WorkerPool] = []
+
+    def walk(node: Supervisor | WorkerPool) -> None:
+        if not node.degraded:
+            return
+        if isinstance(node, WorkerPool):
+            found.append(node)
+            return
+        for child in node._children():
+            target = child.spec.target
+            if isinstance(target, (Supervisor, WorkerPool)):
+                walk(target)
+
+    walk(root)
+    return found
 
 
 def find(root: Root, path: str) -> Supervisor | WorkerPool | None:

@@ -187,13 +187,20 @@ class CrashStorms:
         by_kind: The storms under way, by kind (read directly on the hot paths).
     """
 
-    __slots__ = ("by_kind", "interval", "next_due")
+    __slots__ = ("by_kind", "ended", "interval", "next_due")
 
     def __init__(self, interval: float | None) -> None:
         self.interval = interval
         self.by_kind: dict[CrashKind, Storm] = {}
         #: The earliest time a summary may be due, or ``None`` if nothing is pending.
         self.next_due: float | None = None
+        #: The crashes of the storms that have ended.
+        self.ended = 0
+
+    def crashes(self) -> int:
+        """Every crash counted so far (with damping on): those of ended storms, and of the
+        storms under way, summarized or not yet. O(kinds under way)."""
+        return self.ended + sum(s.total + s.count for s in self.by_kind.values())
 
     def admit(self, exc: BaseException, now: float) -> Storm | None:
         """
@@ -290,6 +297,7 @@ class CrashStorms:
             if flush or not count:
                 del self.by_kind[kind]
                 storm.ended = True
+                self.ended += storm.total
                 if storm.total > 1:
                     ends.append(StormEnd(error_type, location, storm.total))
                 continue

@@ -119,6 +119,16 @@ class Supervisor(SupervisorBase[SupervisorRun]):
         """The restart strategy."""
         return self._strategy
 
+    def _degraded(self, run: SupervisorRun) -> bool:
+        if not run.supervisors:
+            return False
+        return any(
+            child.spec.is_supervisor
+            and isinstance(child.spec.target, SupervisorBase)
+            and child.spec.target.degraded
+            for child in list(run.children.values())
+        )
+
     def _children(self) -> list[Child]:
         run = self._run
         if run is None:  # before a start: the specs, as children that never ran
@@ -166,7 +176,8 @@ class Supervisor(SupervisorBase[SupervisorRun]):
     def snapshot(self) -> dict[str, Any]:
         """
         A JSON-serialisable view of this supervisor and, recursively, of its children:
-        state, restart window, delivery counters (``events``), and per child its state
+        state, restart window, delivery counters (``events``), whether it is ``degraded``
+        (a pool also gives how many workers are ``failing``), and per child its state
         (``running``, ``restarting``, ``delayed``, ``stopped``, ``failed``), incarnation,
         restart count, uptime and last exit reason. Works in every state; never waits for
         the manager. O(children): a call that worked for more than a millisecond yields

@@ -289,12 +289,15 @@ class SupervisorRun(Run):
 
     def _delay(self, child: Child, plan: ExitPlan, logged: bool) -> None:
         child.status = DELAYED
+        child.delay_logged = logged  # its restart is logged (or summarized) alike
         self.timers.delay(child, self.clock() + plan.delay)
         self.reporter.restart_delayed(
             child.id, child.incarnation, plan.delay, plan.attempt, logged
         )
 
-    def _start_group(self, keys: list[ChildId]) -> None:
+    def _start_group(self, keys: list[ChildId], damped: Child | None = None) -> None:
+        # *damped*: the failed child of a delayed restart whose exit was summarized (a
+        # storm of its kind): its restart is summarized too.
         children = self.children
         for key in keys:
             sibling = children.get(key)
@@ -304,7 +307,9 @@ class SupervisorRun(Run):
                 break  # a stop arrived mid-restart: start nothing more
             sibling.restarts += 1
             self._spawn(sibling)
-            self.reporter.restarted(sibling.id, sibling.incarnation, self.intensity.in_window)
+            in_window = self.intensity.in_window
+            logged = sibling is not damped
+            self.reporter.restarted(sibling.id, sibling.incarnation, in_window, logged=logged)
         for key in keys:
             sibling = children.get(key)
             if sibling is not None and sibling.status in (RESTARTING, DELAYED):
@@ -313,7 +318,8 @@ class SupervisorRun(Run):
     def restart_due(self, record: Child) -> None:
         group = record.delayed_group
         record.delayed_group = None
-        self._start_group(group if group is not None else [record.id])
+        damped = None if record.delay_logged else record
+        self._start_group(group if group is not None else [record.id], damped)
 
     # ------------------------------------------------------------------ stopping
 

@@ -1,7 +1,7 @@
 """
-What is due on the supervisor's clock: delayed restarts (backoff), heartbeat ticks and
-storm summaries. Pure apart from the records it holds: it returns what is due and the
-manager acts on it.
+What is due on the supervisor's clock: delayed restarts (backoff), heartbeat ticks, storm
+summaries and a pool's readiness check. Pure apart from the records it holds: it returns
+what is due and the manager acts on it.
 """
 
 from __future__ import annotations
@@ -25,18 +25,20 @@ class Due(NamedTuple):
     summaries: bool
     missed: list[tuple[Record, float]]
     restarts: list[Record]
+    check: bool = False
 
 
 class Timers:
     """
-    The clock-driven side of one run: its delayed restarts, its heartbeat monitors and its
-    storm summaries, and the earliest time anything is due.
+    The clock-driven side of one run: its delayed restarts, its heartbeat monitors, its
+    storm summaries and its periodic check (`check_at`: a pool's readiness), and the
+    earliest time anything is due.
 
     A delayed restart is a ticket (`Record.delay_seq`): cancelling it is setting the
     record's ticket to 0, and a due entry whose ticket no longer matches is skipped.
     """
 
-    __slots__ = ("_clock", "_heap", "_seq", "monitors", "storms")
+    __slots__ = ("_clock", "_heap", "_seq", "check_at", "monitors", "storms")
 
     def __init__(self, clock: Callable[[], float], storms: CrashStorms) -> None:
         self._clock = clock
@@ -45,6 +47,9 @@ class Timers:
         self.monitors: list[HeartbeatMonitor] = []
         self._heap: list[tuple[float, int, Record]] = []
         self._seq = 0
+        #: When the run's periodic check is due next (``None``: not armed). Reported once
+        #: by `fire`, which disarms it; the run arms it again if it needs another.
+        self.check_at: float | None = None
 
     def delay(self, record: Record, due: float) -> None:
         """Restart *record* once the clock reaches *due* (replacing any pending ticket)."""
@@ -60,6 +65,8 @@ class Timers:
     def next_due(self) -> float | None:
         """The earliest clock time something is due, or ``None``."""
         due = self.storms.next_due
+        if self.check_at is not None and (due is None or self.check_at < due):
+            due = self.check_at
         for monitor in self.monitors:
             if monitor.watched and (due is None or monitor.next_tick < due):
                 due = monitor.next_tick
@@ -75,6 +82,7 @@ class Timers:
         for _, _, record in self._heap:
             record.delay_seq = 0
         self._heap.clear()
+        self.check_at = None
 
     def deadline(self) -> float | None:
         """The ``time.monotonic`` time the next timer is due (``None``: nothing is)."""
@@ -86,8 +94,9 @@ class Timers:
     def fire(self, ending: bool, due_only: bool = False) -> Due | None:
         """
         What is due now: whether storm summaries are, the records that missed their
-        heartbeat (with the interval), and the delayed restarts (none while *ending*: they
-        are forgotten). ``None`` when nothing is due (with *due_only*) or pending.
+        heartbeat (with the interval), the delayed restarts and whether the periodic check
+        is (neither while *ending*: they are forgotten). ``None`` when nothing is due (with
+        *due_only*) or pending.
         """
         due = self.next_due()
         if due is None:
@@ -106,7 +115,10 @@ class Timers:
         if ending:
             self.clear()
             return Due(now, summaries, missed, [])
-        return Due(now, summaries, missed, self._due_restarts(now))
+        check = self.check_at is not None and late >= self.check_at
+        if check:
+            self.check_at = None
+        return Due(now, summaries, missed, self._due_restarts(now), check)
 
     def _due_restarts(self, now: float) -> list[Record]:
         """The records whose delayed restart is due at *now* (their tickets are spent)."""

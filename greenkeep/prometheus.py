@@ -18,12 +18,17 @@ Metrics (``supervisor`` is a supervisor's path, e.g. ``"root/consumers"``):
 - ``greenkeep_children{supervisor, state}``: children by state (``running``,
   ``restarting``, ``delayed``, ``stopped``, ``failed``), from the snapshots of tracked trees.
 - ``greenkeep_restart_intensity_exceeded_total{supervisor}``: how often a supervisor gave up.
+- ``greenkeep_supervisor_degraded{supervisor}``: 1 while a supervisor or pool of a tracked
+  tree is degraded (running, but not ready: `SupervisorBase.degraded`), else 0.
+- ``greenkeep_pool_failing_workers{supervisor}``: a pool's failing workers, as `degraded`
+  counts them (`WorkerPool.failing`).
 
 **Several processes** (gunicorn's workers) are handled as ``prometheus_client`` documents:
 set ``PROMETHEUS_MULTIPROC_DIR`` to an empty directory in the environment that starts the
 server (before anything imports ``prometheus_client``); counters are then summed over all
-worker processes, dead ones included, and the gauge is summed over live processes
-(``multiprocess_mode="livesum"``; gunicorn's ``child_exit`` hook must call
+worker processes, dead ones included, and the gauges over live processes
+(``multiprocess_mode="livesum"``; ``greenkeep_supervisor_degraded`` takes the largest:
+``"livemax"``, 1 while any process has it degraded; gunicorn's ``child_exit`` hook must call
 `mark_process_dead`, which `greenkeep.gunicorn.Hooks` does). `Metrics.wsgi_app` serves the
 aggregate of every process in that mode.
 """
@@ -73,9 +78,15 @@ RESTART_REASONS: Final = tuple(
 #: outside this set is counted as ``"other"``.
 CHILD_STATES: Final = (RUNNING, RESTARTING, DELAYED, STOPPED, FAILED)
 
-#: Events after which the gauge is refreshed at once rather than within the interval.
+#: Events after which the gauges are refreshed at once rather than within the interval.
 _URGENT: Final = frozenset(
-    {"supervisor_started", "supervisor_stopped", "restart_intensity_exceeded"}
+    {
+        "supervisor_started",
+        "supervisor_stopped",
+        "restart_intensity_exceeded",
+        "pool_degraded",
+        "pool_recovered",
+    }
 )
 #: Events that change some child's state.
 _STATEFUL: Final = frozenset(
@@ -186,6 +197,23 @@ class Metrics:
             registry=self._registry,
             multiprocess_mode="livesum",
         )
+        #: ``greenkeep_supervisor_degraded{supervisor}``.
+        self.degraded = Gauge(
+            "greenkeep_supervisor_degraded",
+            "1 while a supervisor or pool is running but degraded (not ready), else 0.",
+            ["supervisor"],
+            registry=self._registry,
+            multiprocess_mode="livemax",
+        )
+        #: ``greenkeep_pool_failing_workers{supervisor}``.
+        self.failing = Gauge(
+            "greenkeep_pool_failing_workers",
+            "Workers of each pool that are failing (waiting for a delayed restart, or "
+            "crashing), as its degraded state counts them.",
+            ["supervisor"],
+            registry=self._registry,
+            multiprocess_mode="livesum",
+        )
         self._restart_children: dict[tuple[str, str], Counter] = {}
         self._known: set[str] = set()
         # supervisor -> {child_id: reason of its exit that a restart will follow}, and the
@@ -194,6 +222,7 @@ class Metrics:
         self._last_cause: dict[str, str] = {}
         self._roots: list[Supervisor | WorkerPool] = []
         self._seen_paths: set[str] = set()
+        self._seen_pools: set[str] = set()
         self._other_paths: set[str] = set()  # supervisors with a child in an unknown state
         self._last_refresh = -float("inf")
         self._timer: gevent.Greenlet[[], None] | None = None
@@ -255,7 +284,9 @@ class Metrics:
 
     def track(self, root: R) -> R:
         """
-        Follow *root*'s tree (nested supervisors included) in ``greenkeep_children``.
+        Follow *root*'s tree (nested supervisors included) in the gauges:
+        ``greenkeep_children``, ``greenkeep_supervisor_degraded`` and
+        ``greenkeep_pool_failing_workers``.
 
         Tracking several roots is allowed; tracking the same root twice is a no-op. The
         gauge is refreshed right away, then as described in the class docstring. Returns
@@ -275,16 +306,24 @@ class Metrics:
 
     def refresh(self) -> None:
         """
-        Recompute ``greenkeep_children`` from the tracked trees' snapshots, now.
+        Recompute the gauges from the tracked trees' snapshots, now.
 
         Every state of every supervisor seen so far is set (0 where none is in it), so a
-        supervisor that left the tree reads 0 rather than its last value. Never blocks.
+        supervisor that left the tree reads 0 rather than its last value (as do its
+        degraded and failing gauges). Never blocks.
         """
         counts: dict[str, dict[str, int]] = {}
+        degraded: dict[str, bool] = {}
+        failing: dict[str, int] = {}
         for root in self._roots:
-            _count_states(root.snapshot(), counts)
+            _count_states(root.snapshot(), counts, degraded, failing)
         self._last_refresh = time.monotonic()
         self._seen_paths.update(counts)
+        self._seen_pools.update(failing)
+        for path in self._seen_paths:
+            self.degraded.labels(path).set(1 if degraded.get(path) else 0)
+        for path in self._seen_pools:
+            self.failing.labels(path).set(failing.get(path, 0))
         for path in self._seen_paths:
             states = counts.get(path, {})
             for state in (*CHILD_STATES, "other"):
@@ -355,9 +394,18 @@ def _bounded(value: object, allowed: tuple[str, ...]) -> str:
     return value if isinstance(value, str) and value in allowed else "other"
 
 
-def _count_states(snapshot: Mapping[str, object], counts: dict[str, dict[str, int]]) -> None:
+def _count_states(
+    snapshot: Mapping[str, object],
+    counts: dict[str, dict[str, int]],
+    degraded: dict[str, bool],
+    failing: dict[str, int],
+) -> None:
     path = str(snapshot.get("path"))
     states = counts.setdefault(path, {})
+    degraded[path] = snapshot.get("degraded") is True
+    pool_failing = snapshot.get("failing")
+    if isinstance(pool_failing, int) and not isinstance(pool_failing, bool):
+        failing[path] = pool_failing
     children = snapshot.get("children")
     if not isinstance(children, list):
         return
@@ -366,4 +414,4 @@ def _count_states(snapshot: Mapping[str, object], counts: dict[str, dict[str, in
         states[state] = states.get(state, 0) + 1
         nested = child.get("supervisor")
         if isinstance(nested, Mapping):
-            _count_states(nested, counts)
+            _count_states(nested, counts, degraded, failing)

@@ -7,7 +7,9 @@ answer:
 
 - ``GET /healthz``: ``200`` while the root supervisor is running, ``503`` otherwise (not
   started yet, starting, stopping, stopped, or gave up), with a small JSON body saying why
-  (never a crash message: ``/healthz`` is public).
+  (never a crash message: ``/healthz`` is public). Liveness.
+- ``GET /readyz``: ``200`` while the root is running and not degraded, ``503`` otherwise,
+  naming the degraded pools and how many of their workers are failing. Readiness.
 - ``GET /supervisors``: the root's `snapshot()`, the whole tree, as JSON.
 - ``GET /`` (the page), ``/api/v1/tree``, ``/api/v1/supervisor`` and, when enabled,
   ``POST /api/v1/control``: the supervision page and the JSON API behind it (served when a
@@ -48,6 +50,7 @@ from greenkeep._status import (
     MAX_LIMIT,
     Samples,
     View,
+    degraded_pools,
     detail,
     find,
     redact_snapshot,
@@ -118,8 +121,8 @@ Handler = Callable[["WSGIEnvironment", bool], tuple[int, object]]
 
 class StatusApp:
     """
-    A WSGI application serving ``/healthz``, ``/supervisors``, the supervision page and its
-    JSON API for one root supervisor, and passing every other path to *app*.
+    A WSGI application serving ``/healthz``, ``/readyz``, ``/supervisors``, the supervision
+    page and its JSON API for one root supervisor, and passing every other path to *app*.
 
     >>> app = StatusApp(root, token=os.environ["GREENKEEP_STATUS_TOKEN"])  # doctest: +SKIP
     >>> gevent.pywsgi.WSGIServer(("127.0.0.1", 8081), app).serve_forever()  # doctest: +SKIP
@@ -137,7 +140,8 @@ class StatusApp:
             serves them at the top. Paths are matched against ``PATH_INFO``, so a
             dispatcher that mounts this app under a ``SCRIPT_NAME`` works as usual. With an
             *app* and no prefix, the page and the API are not served (``/`` and ``/api/``
-            stay the application's); ``/healthz``, ``/supervisors`` and ``/metrics`` are.
+            stay the application's); ``/healthz``, ``/readyz``, ``/supervisors`` and
+            ``/metrics`` are.
 
         metrics: A WSGI application to serve at ``{prefix}/metrics``, e.g.
             ``greenkeep.prometheus.Metrics().wsgi_app()``. ``None`` leaves that path to *app*.
@@ -145,7 +149,7 @@ class StatusApp:
         token: A bearer token (at least 16 visible ASCII characters, e.g.
             ``secrets.token_urlsafe(32)``). Once given, ``/supervisors``, the API and every
             crash message require ``Authorization: Bearer <token>`` (compared in constant
-            time); ``/healthz`` and the page's shell stay public.
+            time); ``/healthz``, ``/readyz`` and the page's shell stay public.
 
         authorize: ``authorize(environ) -> bool``, called per request to the protected
             paths (an exception refuses the request). With *token* too, a request must pass
@@ -164,8 +168,12 @@ class StatusApp:
 
     ``/healthz`` is ``200`` only while the root's state is ``"running"``: ``503`` while it
     starts, once it is stopping or stopped, once it gave up (``error`` then names the
-    error's type, never its text), and while *root* returns ``None``. ``/supervisors`` is
-    ``200`` with the snapshot in every state and ``503`` only while there is no root.
+    error's type, never its text), and while *root* returns ``None``. ``/readyz`` is ``200``
+    only while ``/healthz`` is and the root is not degraded (`SupervisorBase.degraded`):
+    ``503`` with ``status`` ``"degraded"`` and the degraded pools (``path``, ``failing``,
+    ``size``) while it is, ``"unavailable"`` in every case where ``/healthz`` is ``503``.
+    ``/supervisors`` is ``200`` with the snapshot in every state and ``503`` only while
+    there is no root.
     Responses are never cached (``Cache-Control: no-store``). Reading the tree never blocks;
     its cost grows with the number of children (for 10,000 pool workers, a snapshot takes a
     few tens of milliseconds of the serving greenlet, the API's summary a fraction of that).
@@ -262,6 +270,8 @@ class StatusApp:
         handler: Handler | None = None
         if rest == "/healthz":
             handler = self._health
+        elif rest == "/readyz":
+            handler = self._ready
         elif rest == "/supervisors":
             handler = self._snapshot
         elif rest == "/metrics" and self._metrics is not None:
@@ -288,7 +298,8 @@ class StatusApp:
             return _respond(environ, start_response, 404, {"error": "not found", "path": path})
         if environ.get("REQUEST_METHOD", "GET") not in ("GET", "HEAD"):
             return _read_only(environ, start_response)
-        allowed, messages = (True, False) if rest == "/healthz" else self._access.decide(environ)
+        public = rest in ("/healthz", "/readyz")
+        allowed, messages = (True, False) if public else self._access.decide(environ)
         if not allowed:
             return _unauthorized(environ, start_response)
         status, body = handler(environ, messages)
@@ -315,6 +326,34 @@ class StatusApp:
             "state": state,
             # Public: that there is an error and its type, never its text (which carries
             # the last crash's message). The API shows the rest to those allowed.
+            "error": None if error is None else type(error).__name__,
+            "pid": os.getpid(),
+        }
+
+    def _ready(self, environ: WSGIEnvironment, messages: bool) -> tuple[int, object]:
+        root = self.root()
+        if root is None:
+            return 503, {
+                "status": "unavailable",
+                "supervisor": None,
+                "state": None,
+                "degraded": [],
+                "error": _NO_ROOT,
+                "pid": os.getpid(),
+            }
+        state = root.state
+        alive = state in HEALTHY_STATES
+        pools = degraded_pools(root) if alive else []
+        error = root.error
+        status = "unavailable" if not alive else "degraded" if pools else "ready"
+        return (200 if status == "ready" else 503), {
+            "status": status,
+            "supervisor": root.path,
+            "state": state,
+            # Public, as /healthz: paths and counts, never a crash message.
+            "degraded": [
+                {"path": pool.path, "failing": pool.failing, "size": pool.size} for pool in pools
+            ],
             "error": None if error is None else type(error).__name__,
             "pid": os.getpid(),
         }

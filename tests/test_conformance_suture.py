@@ -608,15 +608,17 @@ def test_failures_coming_back_does_not_reset_the_count(tidy: Tidy) -> None:
     failure count is 0, and the next failure restarts at once).
 
     deliberate difference: greenkeep never resets the budget (README, "Restart intensity":
-    "a successful restart never resets the budget"; backoff: "every restart is counted
-    toward the intensity when it is decided ... so backoff slows a crash loop but never
-    hides it from the budget"). A restart that came back after its delay still counts,
-    and the next failure within the period gives up."""
+    "a successful restart never resets the budget"). With a `Backoff` the window counts
+    crash sequences (README, "Liveness": backoff): a failure soon after the restart is the
+    same sequence (attempt 2: delayed longer, not counted again), and a failure after a
+    healthy run (``reset_after``) starts a new sequence, which counts; the restart that came
+    back after its delay still counts too, so that new sequence within the period gives
+    up."""
     clock = ManualClock()
     events = Events()
     b2 = tidy.service("B2")
     sup = tidy.supervisor(
-        [ChildSpec("B2", b2.serve, backoff=Backoff(initial=1.0, jitter=0))],
+        [ChildSpec("B2", b2.serve, backoff=Backoff(initial=1.0, jitter=0, reset_after=10.0))],
         name="A2",
         max_restarts=1,
         period=30.0,
@@ -630,11 +632,18 @@ def test_failures_coming_back_does_not_reset_the_count(tidy: Tidy) -> None:
     clock.advance(events.wait("child_restart_delayed", child_id="B2")["delay"])
     assert 1 == events.wait("child_restarted", child_id="B2")["restarts_in_period"]
     assert 2 == got(b2.started)
+    b2.take.put("fail")  # at once: the same sequence
+    delayed = events.wait("child_restart_delayed", child_id="B2")
+    assert (2.0, 2) == (delayed["delay"], delayed["attempt"])
+    clock.advance(2.0)
+    assert 1 == events.wait("child_restarted", child_id="B2")["restarts_in_period"]
+    assert 3 == got(b2.started)
+    clock.advance(10.0)  # a healthy run: the next failure starts a new sequence
     b2.take.put("fail")
 
     with pytest.raises(greenkeep.RestartIntensityExceeded):
         sup.join(timeout=DEADLINE)
-    assert [] == events.of("child_restart_delayed", attempt=2)
+    assert 2 == events.of("restart_intensity_exceeded")[0]["restarts_in_period"]
 
 
 def test_issue77(tidy: Tidy) -> None:

@@ -7,6 +7,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import gevent
 import gevent.event
@@ -23,10 +24,12 @@ from greenkeep.prometheus import (
     Metrics,
     clear_multiprocess_dir,
 )
+from greenkeep.testing import ManualClock
 from greenkeep.wsgi import StatusApp
 
 from _events import DEADLINE, Events
 from _http import fetch, serving
+from _outage import Service, run_until
 
 APPS = Path(__file__).resolve().parent / "apps"
 
@@ -291,3 +294,61 @@ def test_multiprocess_mode_aggregates_processes(tmp_path: Path) -> None:
     assert 6 == children(both, "pool", "running")
     assert 6 == restarts(one_dead, "pool", "abnormal")
     assert 3 == children(one_dead, "pool", "running")
+
+
+def wait_for_sample(registry: CollectorRegistry, key: tuple[Any, ...], value: float) -> None:
+    """Scrape *registry* until the sample *key* has *value* (the gauges follow events)."""
+    end = time.monotonic() + DEADLINE
+    while scrape_registry(registry).get(key) != value:
+        assert time.monotonic() < end, f"{key} never reached {value}"
+        gevent.sleep(0.01)  # pacing between scrapes, not a wait for an outcome
+
+
+def test_degraded_and_failing_gauges_follow_the_tree() -> None:
+    """greenkeep_supervisor_degraded is 1 for a degraded pool and every supervisor above it
+    (0 elsewhere), greenkeep_pool_failing_workers counts the pool's failing workers; both
+    follow pool_degraded and pool_recovered without a scrape, and read 0 once recovered."""
+    registry = CollectorRegistry()
+    metrics = Metrics(registry)
+    clock = ManualClock()
+    service = Service(TypeError)
+    pool = WorkerPool(
+        service.consume,
+        4,
+        backoff=greenkeep.Backoff.for_outside_service(),
+        clock=clock,
+        name="pool",
+        subscribers=[metrics],
+    )
+    other = WorkerPool(idle, 2, name="other", subscribers=[metrics])
+    root = Supervisor(
+        [ChildSpec("pool", pool), ChildSpec("other", other)],
+        name="root",
+        clock=clock,
+        subscribers=[metrics],
+    )
+    metrics.track(root)
+    root.start()
+    try:
+        degraded = ("greenkeep_supervisor_degraded", (("supervisor", "root"),))
+        failing = ("greenkeep_pool_failing_workers", (("supervisor", "root/pool"),))
+        wait_for_sample(registry, degraded, 0.0)
+        service.down.set()
+        run_until(clock, pool, lambda: pool.degraded, limit=10.0)
+        wait_for_sample(registry, degraded, 1.0)
+        samples = scrape_registry(registry)
+
+        assert 1.0 == samples[("greenkeep_supervisor_degraded", (("supervisor", "root/pool"),))]
+        assert 0.0 == samples[("greenkeep_supervisor_degraded", (("supervisor", "root/other"),))]
+        assert 4.0 == samples[failing]
+        assert 0.0 == samples[("greenkeep_pool_failing_workers", (("supervisor", "root/other"),))]
+        assert ("greenkeep_pool_failing_workers", (("supervisor", "root"),)) not in samples
+
+        service.down.clear()
+        run_until(clock, pool, lambda: not pool.degraded, limit=10.0)
+        wait_for_sample(registry, degraded, 0.0)
+        run_until(clock, pool, lambda: pool.failing == 0, limit=1.0)
+        metrics.refresh()
+        assert 0.0 == scrape_registry(registry)[failing]
+    finally:
+        root.stop(timeout=DEADLINE)

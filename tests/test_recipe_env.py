@@ -3,8 +3,8 @@ The README's gunicorn recipe in a clean environment: a fresh virtual environment
 the package and what the recipe says to install (``gunicorn[gevent]``), the recipe's own
 ``myapp.py`` and ``gunicorn.conf.py`` taken from the README, two workers bound to loopback.
 Each worker's log lines are JSON, carry ``pid``, and differ between the workers; the public
-listener serves the application and ``/healthz``, the management one the page and the API
-behind the token from the environment.
+listener serves the application, ``/healthz`` and ``/readyz``, the management one the page
+and the API behind the token from the environment.
 """
 
 from __future__ import annotations
@@ -87,6 +87,7 @@ def test_the_gunicorn_recipe_logs_json_with_a_pid_per_worker(tmp_path: Path) -> 
             name: get(port, path, token)
             for name, port, path, token in (
                 ("public healthz", public, "/healthz", None),
+                ("public readyz", public, "/readyz", None),
                 ("public api", public, "/api/v1/tree", TOKEN),
                 ("public supervisors", public, "/supervisors", TOKEN),
                 ("management api", management, "/api/v1/tree", TOKEN),
@@ -109,11 +110,15 @@ def test_the_gunicorn_recipe_logs_json_with_a_pid_per_worker(tmp_path: Path) -> 
         for e in started
     }
     assert 2 == len(set(by_worker.values()))  # the same event, two different lines
-    # The public listener: the application and /healthz; the management one: the page and
-    # the API, behind the token.
+    # The public listener: the application, /healthz and /readyz; the management one: the
+    # page and the API, behind the token.
     assert (200, "ok") == (
         answers["public healthz"][0],
         json.loads(answers["public healthz"][1])["status"],
+    )
+    assert (200, "ready") == (
+        answers["public readyz"][0],
+        json.loads(answers["public readyz"][1])["status"],
     )
     assert (200, b"hello\n") == answers["public api"] == answers["public supervisors"]
     status, body = answers["management api"]

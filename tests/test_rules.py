@@ -154,7 +154,7 @@ class TestPlanExit:
         the spec's fate, why the supervisor ends, the give-up moment, the backoff delay."""
         window = RestartIntensity(max_restarts, period)
         restart_times: list[float] = []
-        now, attempt = 0.0, 0
+        now, attempt, decided = 0.0, 0, 0
         for e in run:
             now += e.gap
 
@@ -192,7 +192,14 @@ class TestPlanExit:
                 assert (action, "auto_shutdown" if ends else None) == (plan.action, plan.end)
                 assert (restart is Restart.TEMPORARY) == plan.drop
                 continue
-            restart_times.append(now)
+            decided += 1
+            assert decided == window.total  # every restart decided is counted in the total
+            # With a backoff, only the restart that starts a crash sequence (attempt 1)
+            # counts toward the intensity; without one, every restart does (OTP).
+            if backoff is not None:
+                attempt = 1 if e.uptime >= backoff.reset_after else attempt + 1
+            if backoff is None or attempt == 1:
+                restart_times.append(now)
             in_window = [t for t in restart_times if now - t <= period]
             if len(in_window) > max_restarts:
                 assert (Action.GIVE_UP, "restart_intensity_exceeded") == (plan.action, plan.end)
@@ -201,11 +208,91 @@ class TestPlanExit:
             if backoff is None:
                 assert (0.0, 0) == (plan.delay, plan.attempt)
                 continue
-            attempt = 1 if e.uptime >= backoff.reset_after else attempt + 1
             base = min(backoff.max_delay, backoff.initial * backoff.factor ** (attempt - 1))
             expected = base * (1 + backoff.jitter * (2 * e.uniform - 1))
             assert attempt == plan.attempt
             assert expected == pytest.approx(plan.delay)
+
+    @settings(max_examples=200)
+    @given(
+        uptimes=st.lists(
+            st.sampled_from([0.0, 0.01, 0.5, 3.0, 4.99, 5.0, 5.01, 12.0]), min_size=1, max_size=60
+        ),
+        reset_after=st.sampled_from([1.0, 2.5, 5.0, 7.0, 60.0]),
+        period=st.sampled_from([1.0, 5.0, 10.0]),
+        uniform=st.floats(min_value=0.0, max_value=0.999),
+    )
+    def test_the_sizing_rule_holds_for_any_timeline(
+        self, uptimes: list[float], reset_after: float, period: float, uniform: float
+    ) -> None:
+        """A child with a backoff, crashing after any uptimes (each restart after its delay),
+        starts at most 1 + period // reset_after crash sequences within any period, and a
+        budget that large never gives up, however long the crash loop goes on."""
+        backoff = Backoff(
+            initial=0.1, factor=2, max_delay=5.0, jitter=0.5, reset_after=reset_after
+        )
+        budget = 1 + int(period // reset_after)
+        window = RestartIntensity(budget, period)
+        now, attempt = 0.0, 0
+        starts: list[float] = []
+        for uptime in uptimes:
+            now += uptime
+
+            plan = plan_exit(
+                Restart.PERMANENT,
+                ValueError("down"),
+                stop_requested=False,
+                heartbeat_killed=False,
+                stopping=False,
+                window=window,
+                now=now,
+                backoff=backoff,
+                attempt=attempt,
+                uptime=uptime,
+                uniform=lambda: uniform,
+            )
+
+            assert Action.RESTART is plan.action
+            attempt = plan.attempt
+            if attempt == 1:
+                starts.append(now)
+            assert budget >= len([t for t in starts if now - t <= period])
+            now += plan.delay
+
+    @given(max_restarts=st.integers(min_value=0, max_value=5), with_backoff=st.booleans())
+    def test_a_crash_loop_gives_up_only_without_backoff(
+        self, max_restarts: int, with_backoff: bool
+    ) -> None:
+        """Incarnations that crash at once: without a backoff the restart after the budget
+        gives up, within one period (OTP); with one, only the first restart counts, so a
+        budget of at least 1 never runs out (the loop goes on at the backoff's pace)."""
+        backoff = Backoff(initial=0.001, max_delay=0.001, jitter=0) if with_backoff else None
+        window = RestartIntensity(max_restarts, 5.0)
+        now, attempt = 0.0, 0
+        actions = []
+        for _ in range(max_restarts + 20):
+            plan = plan_exit(
+                Restart.PERMANENT,
+                ValueError("bug"),
+                stop_requested=False,
+                heartbeat_killed=False,
+                stopping=False,
+                window=window,
+                now=now,
+                backoff=backoff,
+                attempt=attempt,
+            )
+            actions.append(plan.action)
+            if plan.action is Action.GIVE_UP:
+                break
+            attempt = plan.attempt
+            now += plan.delay
+
+        if with_backoff and max_restarts >= 1:
+            assert {Action.RESTART} == set(actions)
+            assert 1 == window.in_window
+        else:
+            assert [Action.RESTART] * max_restarts + [Action.GIVE_UP] == actions
 
     def test_jitter_is_drawn_only_for_a_delayed_restart(self) -> None:
         """The random source is asked once per delayed restart and never otherwise."""

@@ -38,6 +38,34 @@ class TestCounts:
 
         assert len(gaps) == full + summarized
 
+    @given(
+        gaps=st.lists(st.floats(min_value=0, max_value=3), min_size=1, max_size=200),
+        kinds=st.lists(st.integers(min_value=0, max_value=2), min_size=200, max_size=200),
+        in_flight=st.lists(st.booleans(), min_size=200, max_size=200),
+    )
+    def test_crashes_counts_every_crash_through_summaries_and_ends(
+        self, gaps: list[float], kinds: list[int], in_flight: list[bool]
+    ) -> None:
+        """crashes() is every crash so far, of every kind, whether logged in full,
+        summarized, counted by the worker that posted it, or in a storm that has ended."""
+        storms = CrashStorms(1.0)
+        now = 0.0
+        for count, (gap, kind, posted) in enumerate(
+            zip(gaps, kinds, in_flight, strict=False), start=1
+        ):
+            now += gap
+            storms.due(now)
+            crash_kind = (ValueError, kind, 0)
+            storm = storms.by_kind.get(crash_kind)
+            if posted and storm is not None:
+                storm.count += 1  # as a worker posting its storm does
+            else:
+                storms.admit_kind(crash_kind, now)
+            assert count == storms.crashes()
+        storms.due(now + 10.0, flush=True)
+
+        assert len(gaps) == storms.crashes()
+
     def test_first_crash_in_full_then_one_summary_per_interval(self) -> None:
         """A storm logs its first crash in full; the rest are summarized once per interval,
         with the running total, and the storm ends after a quiet period."""

@@ -57,7 +57,7 @@ STEPS = st.sampled_from([0.0, 0.1, 0.4, 0.9])
 
 @given(
     plan=st.lists(
-        st.tuples(STEPS | st.floats(0, 3), st.sampled_from(["crash", "delay", "none"])),
+        st.tuples(STEPS | st.floats(0, 3), st.sampled_from(["crash", "delay", "check", "none"])),
         max_size=40,
     ),
     interval=st.sampled_from([0.5, 1.0, 2.0]),
@@ -83,6 +83,8 @@ def test_what_fire_calls_due_is_consumed(plan: list[tuple[float, str]], interval
             timers.storms.admit_kind(KIND, clock.now)
         elif what == "delay":
             timers.delay(Record.__new__(Record), clock.now + step)
+        elif what == "check" and timers.check_at is None:  # a pool arms its next check
+            timers.check_at = clock.now + step
         act(timers, clock)
         assert_nothing_due(timers, clock)
 

@@ -29,6 +29,7 @@ TOKEN = "t0ken-" + "x" * 26
 #: Every path a StatusApp with these arguments serves (the page is under the prefix).
 PATHS = (
     "/healthz",
+    "/readyz",
     "/supervisors",
     "/metrics",
     "/gk/",

@@ -47,6 +47,9 @@ def usage() -> None:
         clock=clock,
     )
     pool = WorkerPool(pool_work, 10, args=("x",), mode="reuse", max_restarts=greenkeep.UNLIMITED)
+    backoff: greenkeep.Backoff = greenkeep.Backoff.for_outside_service()
+    consumers = WorkerPool(pool_work, 200, args=("orders",), name="consumers", backoff=backoff)
+    sup.start_child(ChildSpec("consumers", consumers))
     sup.start_child(ChildSpec("pool", pool))
     with sup:
         infos: list[greenkeep.ChildInfo] = sup.which_children()
@@ -58,7 +61,9 @@ def usage() -> None:
         handle.kill()
         ended: bool = handle.join(timeout=1)
         pool.resize(20)
-        del infos, counts, spec, ended
+        ready: bool = not (sup.degraded or pool.degraded)
+        failing: int = pool.failing
+        del infos, counts, spec, ended, ready, failing
     report: greenkeep.StopReport = sup.stop(timeout=1.0)
     unstopped: tuple[greenkeep.Unstopped, ...] = report.unstopped
     try:
