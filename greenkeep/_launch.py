@@ -123,8 +123,27 @@ def spawn(child: Runnable, incarnation: int) -> WorkerGreenlet:
 
 
 def _start_all(greenlets: list[WorkerGreenlet]) -> None:
+    # Loop callback: `_trampoline` for each, inline (a call per start is a visible share of
+    # a fresh-mode restart).
+    if not greenlets:
+        return
+    channel = greenlets[0].child.channel
     for greenlet in greenlets:
-        _trampoline(greenlet, greenlet.child, greenlet.incarnation)
+        child = greenlet.child
+        incarnation = greenlet.incarnation
+        if channel.halted:  # a stop began after this start was scheduled: it never runs
+            if not channel.forked:
+                channel.notify((child, incarnation, KILLED))
+            continue
+        try:
+            raw_switch(greenlet, child, incarnation)
+        except BaseException as exc:  # thrown into it before it ever ran
+            channel.notify((child, incarnation, exc))
+            continue
+        ran = child.ran
+        if ran != incarnation and ran != -incarnation and greenlet.dead:
+            # Killed before it ever ran: the wrapper never saw it.
+            channel.notify((child, incarnation, GreenletExit()))
 
 
 def start(greenlets: list[WorkerGreenlet]) -> None:

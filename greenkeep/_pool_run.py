@@ -34,7 +34,7 @@ from greenkeep._run import Run
 from greenkeep._spec import ChildSpec, Restart, ShutdownPolicy
 from greenkeep._states import DELAYED, RUNNING, STOPPING, TERMINATED
 from greenkeep._storm import Storm, describe
-from greenkeep._worker import disown
+from greenkeep._worker import WorkerGreenlet, disown, run_worker
 
 __all__ = ["RESTARTS_PER_WORKER", "PoolRun", "Worker"]
 
@@ -285,9 +285,13 @@ class PoolRun(Run):
             if reuse:
                 resumes.append(worker.greenlet)
             else:
-                if worker.greenlet is not None:
-                    retirees.append(worker.greenlet)
-                worker.greenlet = greenlet = create(worker, incarnation, hub)
+                old = worker.greenlet
+                if old:  # parked (a storm): retire it; one that ended is simply dropped
+                    retirees.append(old)
+                # `create`, inline (no heartbeat on this path: no beat flag to set)
+                worker.greenlet = greenlet = WorkerGreenlet(run_worker, hub)
+                greenlet.child = worker
+                greenlet.incarnation = incarnation
                 starts.append(greenlet)
         return handled
 

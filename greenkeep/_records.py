@@ -79,6 +79,7 @@ class Record(Runnable):
         self.kwargs = kwargs
         self.context = context
         self.channel = channel
+        self.call = None
         self.reusable = False
         self.ran = 0
         self.incarnation = 0

@@ -145,7 +145,7 @@ class Runnable:
     ``stop_requested``, ``awaiting_ready`` and writes ``ready_inc`` and ``stop_event``.
     """
 
-    __slots__ = ("args", "channel", "context", "kwargs", "ran", "reusable", "target")
+    __slots__ = ("args", "call", "channel", "context", "kwargs", "ran", "reusable", "target")
 
     target: Callable[..., object]
     args: tuple[object, ...]
@@ -156,6 +156,9 @@ class Runnable:
     ran: int
     #: Whether the greenlet runs further incarnations (reuse mode) after parking.
     reusable: bool
+    #: What `run_worker` needs of it, worked out by the first greenlet that runs it
+    #: (``None`` until then): a fresh-mode incarnation starts with one unpack.
+    call: tuple[Any, ...] | None
 
 
 #: Worker greenlets a forked child process inherited (see `disown`): kept referenced for the
@@ -249,6 +252,22 @@ def _interrupt_main(exc: KeyboardInterrupt) -> None:
 PARK_AFTER: Final = 512
 
 
+def _call_of(child: Runnable) -> tuple[Any, ...]:
+    # What run_worker unpacks: the target, its args and kwargs (a copy, shared by the
+    # record's incarnations), whether it is a pool worker's usual call target(worker_id)
+    # and that argument (a plain call, which the interpreter runs inline, where
+    # target(*args, **kwargs) enters the interpreter anew), the context captured at start
+    # and whether it is empty. Each incarnation runs in a fresh copy of that context: the
+    # greenlet's own context is replaced before each run (with nothing at all when the
+    # captured one is empty: a greenlet without a context of its own gets a new, empty
+    # one on first use).
+    args = child.args
+    kwargs = dict(child.kwargs) if child.kwargs else {}
+    single = len(args) == 1 and not kwargs
+    context = child.context
+    return (child.target, args, kwargs, single, args[0] if single else None, context, not context)
+
+
 def run_worker(child: Runnable, incarnation: int) -> None:
     # The body of every worker greenlet: run an incarnation, post its exit, then park until
     # the manager resumes it with the next incarnation (reuse mode), or end (fresh mode: a
@@ -264,18 +283,10 @@ def run_worker(child: Runnable, incarnation: int) -> None:
     park = _RawGreenlet.switch
     channel = child.channel
     post = channel.post
-    context = child.context
-    target = child.target
-    args = child.args
-    kwargs = dict(child.kwargs) if child.kwargs else {}
-    # A pool worker's usual call, target(worker_id), as a plain call: the interpreter runs
-    # it inline, where target(*args, **kwargs) enters the interpreter anew.
-    single = len(args) == 1 and not kwargs
-    arg = args[0] if single else None
-    # Each incarnation runs in a fresh copy of the context captured at start: the greenlet's
-    # own context is replaced before each run (with nothing at all when the captured one is
-    # empty: a greenlet without a context of its own gets a new, empty one on first use).
-    empty = len(context) == 0
+    call = child.call
+    if call is None:
+        call = child.call = _call_of(child)
+    target, args, kwargs, single, arg, context, empty = call
     # The site of the last crash posted as its storm, and that storm: the same crash again
     # (a crash loop) finds its storm without building its key.
     site_code: Any = None
