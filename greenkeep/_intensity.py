@@ -11,6 +11,7 @@ import bisect
 import math
 import sys
 from collections import deque
+from itertools import repeat
 from typing import Final
 
 __all__ = [
@@ -130,6 +131,39 @@ class RestartIntensity:
         )
         self.in_window = n = len(expiries)
         return n > self._limit
+
+    def room(self, now: float) -> int | None:
+        """How many restarts at *now* the window still allows before one exceeds it (the
+        ones that have aged out by *now* dropped); ``None`` when `UNLIMITED`. With
+        `record_many`: a run of restarts decided at one clock reading."""
+        if self._limit is None:
+            return None
+        expiries = self._expiries
+        while expiries and expiries[0] < now:
+            expiries.popleft()
+        return self._limit - len(expiries)
+
+    def record_many(self, now: float, count: int) -> bool:
+        """
+        Record *count* restarts at *now*, as *count* calls of `record` in a row would, each
+        stopping there if it exceeds the intensity: at most ``room(now) + 1`` of them are
+        recorded. Returns whether the last one recorded exceeds it.
+        """
+        if count <= 0:
+            return False
+        if self._limit is None:
+            self.total += count
+            return False
+        room = self.room(now)
+        assert room is not None
+        exceeds = count > room
+        if exceeds:
+            count = max(room, 0) + 1
+        self.total += count
+        expiries = self._expiries
+        expiries.extend(repeat(self.expiry(now), count))
+        self.in_window = n = len(expiries)
+        return exceeds and n > self._limit
 
     def tally(self) -> None:
         """Count a restart that is not recorded in the window (a later attempt of a backoff

@@ -205,7 +205,7 @@ class PoolRun(Run):
                 now = self.clock()
                 if not storm.announced:  # (its first crash never reached the log)
                     self.reporter.storms.announce(storm, now)
-                if self.limited and self.intensity.record(now):
+                if self.intensity.record(now):  # (UNLIMITED: only counted)
                     self._give_up_now(worker, incarnation, exc, now)  # the budget ran out
                     return
                 worker.last_reason = "abnormal"
@@ -241,14 +241,16 @@ class PoolRun(Run):
         storm, the worker counted in: no event, no log), until *most* items are handled
         in all; return the new count. Stops at the first other item, leaving it queued,
         and after a give-up. Runs in the manager; never blocks, emits nothing, so nothing
-        else can run meanwhile. ``test_rules.py`` checks that it agrees with `plan_exit`.
+        else can run meanwhile: the run's restarts are decided at one clock reading and
+        recorded in the window together (`RestartIntensity.record_many`). ``test_rules.py``
+        checks that it agrees with `plan_exit`.
         """
         if not self.fast or self.emitter.has_subscribers or self.end_reason is not None:
             return handled
-        clock = self.clock
-        now = clock()
-        limited = self.limited
-        record = self.intensity.record
+        now = self.clock()  # the run's restarts share one reading (nothing runs meanwhile)
+        intensity = self.intensity
+        room = intensity.room(now) if self.limited else None
+        recorded = 0  # restarts of this run not yet recorded in the window
         reuse = self.reuse
         resumes, starts, retirees = self.resumes, self.starts, self.retirees
         hub = self.hub
@@ -271,11 +273,11 @@ class PoolRun(Run):
                 break
             popleft()
             handled += 1
-            if limited:
-                now = clock()
-                if record(now):
-                    self._give_up_now(worker, incarnation, storm, now)  # the budget ran out
-                    break
+            if room is not None and recorded >= room:  # it exceeds the budget: give up
+                intensity.record_many(now, recorded + 1)
+                self._give_up_now(worker, incarnation, storm, now)
+                return handled
+            recorded += 1
             worker.last_reason = "abnormal"
             incarnation += 1
             worker.incarnation = worker.live = incarnation
@@ -293,6 +295,8 @@ class PoolRun(Run):
                 greenlet.child = worker
                 greenlet.incarnation = incarnation
                 starts.append(greenlet)
+        if recorded:
+            intensity.record_many(now, recorded)
         return handled
 
     def _give_up_now(self, worker: Worker, incarnation: int, exc: Any, now: float) -> None:

@@ -12,12 +12,14 @@ import pickle
 
 import pytest
 from hypothesis import given
+from hypothesis import strategies as st
 
 from greenkeep._intensity import (
     EDGE_ABSOLUTE,
     EDGE_RELATIVE,
     UNLIMITED,
     RestartIntensity,
+    UnlimitedType,
     intensity_problems,
 )
 
@@ -372,3 +374,34 @@ class TestIntensityProblems:
             ("max_restarts", MAX_ALLOWED, -1),
             ("period", PERIOD_ALLOWED, 0),
         ] == intensity_problems(-1, 0)
+
+
+@given(
+    max_restarts=st.one_of(st.integers(min_value=0, max_value=8), st.just(UNLIMITED)),
+    runs=st.lists(
+        st.tuples(st.sampled_from([0.0, 0.3, 1.0, 1.0000000001]), st.integers(0, 6)),
+        max_size=12,
+    ),
+)
+def test_record_many_is_record_called_in_a_row(
+    max_restarts: int | UnlimitedType, runs: list[tuple[float, int]]
+) -> None:
+    """A run of *count* restarts at one reading (a pool's bulk path) is recorded exactly as
+    *count* calls of record() would be, each stopping at the first that exceeds."""
+    bulk, one_by_one = RestartIntensity(max_restarts, 1.0), RestartIntensity(max_restarts, 1.0)
+    now = 0.0
+    for gap, count in runs:
+        now += gap
+        exceeded_one = False
+        for _ in range(count):
+            if one_by_one.record(now):
+                exceeded_one = True
+                break
+        room = bulk.room(now)
+        assert bulk.record_many(now, count) is exceeded_one
+        assert (bulk.total, bulk.in_window) == (one_by_one.total, one_by_one.in_window)
+        assert bulk.in_period(now) == one_by_one.in_period(now)
+        if room is not None:
+            assert exceeded_one is (count > room)
+        if exceeded_one:
+            break

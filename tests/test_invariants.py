@@ -218,3 +218,30 @@ def test_a_crash_after_its_storm_ended_opens_a_new_one_logged_in_full(mode: str)
     assert 2 == len(exited), exited
     assert [1, 1] == [s["count"] for s in summaries]
     assert [2, 2] == [s["total"] for s in summaries]
+
+
+@pytest.mark.parametrize("mode", ["fresh", "reuse"])
+@pytest.mark.parametrize("max_restarts", [greenkeep.UNLIMITED, 10**9])
+def test_the_pools_restart_count_counts_every_restart(mode: str, max_restarts: Any) -> None:
+    """snapshot()'s ``restarts`` counts every restart, those of the straight and bulk
+    paths (storms) included, with or without a budget."""
+    size, rounds = 4, 5
+    go = [gevent.event.Event()]
+    crashed = [0]
+
+    def worker(worker_id: int) -> None:
+        go[0].wait()
+        crashed[0] += 1
+        raise ValueError("loop")
+
+    pool = WorkerPool(worker, size, mode=mode, max_restarts=max_restarts, name="p")
+    pool.start()
+    try:
+        for k in range(1, rounds + 1):
+            released, go[0] = go[0], gevent.event.Event()
+            released.set()
+            wait_until(lambda k=k: crashed[0] == k * size)
+            wait_until(lambda k=k: sum(w.restarts for w in pool.which_children()) == k * size)
+        assert size * rounds == pool.snapshot()["restarts"]
+    finally:
+        pool.stop(timeout=DEADLINE)
