@@ -1,7 +1,7 @@
 """
 outage: what a pool of consumers of an outside service does while that service is down.
 
-Run it with ``uv run benchmarks/outage.py`` (about four minutes: both configurations, a 5 s
+Run it with ``uv run benchmarks/outage.py`` (about three minutes: both configurations, a 5 s
 and a 60 s outage, and the bug crash loop); ``--quick`` runs the 5 s outage only (the crash
 loop still runs for ``--crash-loop-seconds``, default 20; ``--no-crash-loop`` skips it);
 ``--outage SECONDS`` (repeatable) picks the outage lengths; ``--config`` one configuration;
@@ -48,8 +48,10 @@ For each configuration and outage length:
 - whether and when (seconds after the outage began) the pool gave up, and the runner's exit
   status;
 - CPU seconds the service burned per second of outage (from the kill to the return), as a
-  % of one core;
-- log lines written during the outage: total, per second, per event name;
+  % of one core; it includes answering the poller (20 requests a second). For a process
+  that ended during the outage (it gave up), also per second of the part it lived;
+- log lines written during the outage: total, per second (and per second of the part the
+  process lived), per event name;
 - *recovery*: from the job service's return until every worker runs again, where a worker
   runs again once it has completed a job on a connection it made after the return (counted
   by the scenario's workers themselves, not read from greenkeep); and the bound the
@@ -717,7 +719,13 @@ def analyse(run: Run) -> dict[str, Any]:
     before = Window(m.get("warm", begin), begin)
     after = Window(ret, end)
     cpu0, cpu1 = run.cpu.get("begin"), run.cpu.get("return")
-    cpu_window = m.get("cpu_end", ret) - begin
+    # Per second of outage; for a process that ended (gave up) during it, also per second of
+    # the part it lived (its CPU times stay in /proc until it is reaped).
+    cpu_end = m.get("cpu_end", ret)
+    ended = m.get("result")
+    ended_early = ended is not None and ended < cpu_end
+    alive_s = (min(cpu_end, ended) if ended is not None else cpu_end) - begin
+    cpu_window = cpu_end - begin
     cpu_s = None if cpu0 is None or cpu1 is None else cpu1 - cpu0
     events = Counter(name for t, name in run.log if t in outage)
     give_up = gave_up_at(run)
@@ -727,6 +735,8 @@ def analyse(run: Run) -> dict[str, Any]:
         "config": run.config,
         "outage_s": run.outage,
         "window_s": round(outage.seconds, 3),
+        "ended_early": ended_early,
+        "alive_s": round(alive_s, 3),
         "greenkeep": run.service.get("greenkeep"),
         "backoff": run.service.get("backoff"),
         "gave_up": give_up is not None,
@@ -738,8 +748,12 @@ def analyse(run: Run) -> dict[str, Any]:
         "jobs": result.get("jobs"),
         "cpu_s": None if cpu_s is None else round(cpu_s, 3),
         "cpu_pct": None if cpu_s is None else round(100 * cpu_s / cpu_window, 2),
+        "cpu_pct_while_alive": None if cpu_s is None else round(100 * cpu_s / alive_s, 2),
         "log_lines": sum(events.values()),
         "log_lines_per_s": round(sum(events.values()) / outage.seconds, 2),
+        "log_lines_per_s_while_alive": round(
+            sum(events.values()) / min(alive_s, outage.seconds), 2
+        ),
         "log_by_event": dict(events.most_common()),
         "log_lines_total": len(run.log),
         "log_unparsed": run.log_unparsed,
@@ -900,12 +914,20 @@ def describe(result: dict[str, Any]) -> str:
         f"  gave up:        {gave}; runner exit status {result['runner_exit_status']}"
         f" (process {result['exit_status']}); state {result['state']}"
     )
+    early = result["ended_early"]
     lines.append(
         f"  CPU:            {result['cpu_pct']}% of one core ({result['cpu_s']} s over {result['window_s']} s)"
+        + (
+            f"; the process ended {result['alive_s']} s in: {result['cpu_pct_while_alive']}% while it lived"
+            if early
+            else ""
+        )
     )
     by_event = ", ".join(f"{k} {v}" for k, v in result["log_by_event"].items()) or "none"
     lines.append(
-        f"  log lines:      {result['log_lines']} ({result['log_lines_per_s']}/s): {by_event}"
+        f"  log lines:      {result['log_lines']} ({result['log_lines_per_s']}/s"
+        + (f"; {result['log_lines_per_s_while_alive']}/s while it lived" if early else "")
+        + f"): {by_event}"
     )
     if result["scenario"] == "crash loop":
         first = result["readyz_first_503_s"]
@@ -925,7 +947,8 @@ def describe(result: dict[str, Any]) -> str:
     lines.append(
         "  recovery:       "
         + (
-            "never (every worker did not run again)"
+            "never: not every worker ran again"
+            + (" (the process had ended)" if result["exit_status"] == 70 else "")
             if rec is None
             else f"{rec} s after the return"
         )
