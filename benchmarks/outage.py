@@ -839,10 +839,11 @@ def check(result: dict[str, Any]) -> list[Check]:
         "did not give up" if after is None else f"gave up {after} s after the outage began",
     )
     cpu = result["cpu_pct"]
+    ended = f" (the process ended {result['alive_s']} s in)" if result["ended_early"] else ""
     add(
         f"CPU <= {CPU_TARGET_PCT:g}% of one core",
         cpu is not None and cpu <= CPU_TARGET_PCT,
-        f"{cpu}%",
+        f"{cpu}%{ended}",
     )
     limit = LOG_LINES_PER_S * result["window_s"] + LOG_LINES_CONSTANT
     by_event = result["log_by_event"]
