@@ -99,9 +99,10 @@ def main() -> int:
         # redis-py's default pool stops at 100 (redis-py 8 and newer); past it the other
         # workers would crash in a loop with MaxConnectionsError, never reaching Redis.
         max_connections=args.workers,
-        # redis-py retries a failed command or connect by itself (from 6.0: 3 retries with
-        # exponential backoff up to 10 s), holding a worker for seconds where it should
-        # fail fast and be restarted by its supervisor, which owns the backoff. No retries.
+        # redis-py retries a failed command or connect by itself (6.x and 7.x: 3 retries,
+        # exponential backoff up to 10 s; 8.x: 10 retries, up to 1 s each, plus each
+        # attempt's connect timeout), holding a worker for seconds where it should fail fast
+        # and be restarted by its supervisor, which owns the backoff. No retries.
         retry=Retry(NoBackoff(), 0),
         socket_connect_timeout=1.0,
         socket_timeout=BLOCK_S + 2.0,  # longer than BLMOVE's own wait
