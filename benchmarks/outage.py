@@ -127,10 +127,10 @@ CRASH_LOOP_NOT_READY_WITHIN_S = 10.0
 #: poller's period and the pool's own evaluation).
 DEGRADED_SLACK_S = 1.0
 
-#: The pool's documented degraded-after time, in seconds: ``/readyz`` answers 503 once a
-#: share of the workers have been failing or delayed for longer. A placeholder until
-#: greenkeep documents its value; point it there.
-DEGRADED_AFTER = 3.0
+#: The pool's documented degraded-after time, in seconds (README, "Workers that depend on
+#: an outside service"): ``/readyz`` answers 503 once half of the workers have been failing
+#: for longer.
+DEGRADED_AFTER = 1.0
 
 
 # ------------------------------------------------------------------ configurations
@@ -147,13 +147,13 @@ def zero_config_pool(target: Callable[..., object], size: int, **kw: Any) -> tup
 
 def recommended_pool(target: Callable[..., object], size: int, **kw: Any) -> tuple[Any, Any]:
     """
-    The configuration recommended for consumers of an outside service: the one place the
-    scenario takes it from. Until greenkeep names one: ``Backoff(max_delay=5.0)`` with
+    The configuration recommended for consumers of an outside service (the README's): the
+    one place the scenario takes it from. ``Backoff.for_outside_service()``, with
     ``max_restarts`` left at its default.
     """
     import greenkeep
 
-    backoff = greenkeep.Backoff(max_delay=5.0)
+    backoff = greenkeep.Backoff.for_outside_service()
     return greenkeep.WorkerPool(target, size, backoff=backoff, **kw), backoff
 
 
@@ -1021,7 +1021,7 @@ def main(argv: list[str] | None = None) -> int:
     configs = list(CONFIGS) if args.config == "all" else [args.config]
     print(
         f"outage: {SIZE} workers, a job every {JOB_PAUSE:g} s each; outages {', '.join(f'{o:g} s' for o in outages)};"
-        f" configurations {', '.join(configs)}; DEGRADED_AFTER {DEGRADED_AFTER:g} s (placeholder)",
+        f" configurations {', '.join(configs)}; DEGRADED_AFTER {DEGRADED_AFTER:g} s",
         flush=True,
     )
     results: list[dict[str, Any]] = []

@@ -16,22 +16,9 @@ from typing import Any
 
 import pytest
 
-import greenkeep
-
 pytestmark = pytest.mark.slow
 
 SCRIPT = Path(__file__).resolve().parent.parent / "benchmarks" / "outage.py"
-
-# The targets need greenkeep's outage rule (backoff attempts after the first of a sequence
-# do not count toward the restart intensity), summaries of delayed restarts and the pools'
-# readiness (`degraded`, `/readyz`), which come together; `degraded` says they are here.
-# Until then the recommended pool gives up within a second and /readyz is a 404.
-READINESS = hasattr(greenkeep.WorkerPool, "degraded")
-needs_readiness = pytest.mark.xfail(
-    not READINESS,
-    reason="this greenkeep has no outage rule, delayed-restart summaries or /readyz yet",
-    strict=True,
-)
 
 
 @pytest.fixture(scope="module")
@@ -60,7 +47,7 @@ def checks(outcome: dict[str, Any], readiness: bool) -> dict[str, dict[str, str]
 
 def test_the_scenario_runs(outcome: dict[str, Any]) -> None:
     """It ran the 5 s outage and the crash loop, its workers worked, and it checked what
-    the targets say; a /readyz that this greenkeep lacks is reported absent, not failed."""
+    the targets say."""
     outage, crash_loop = outcome["results"]
     assert (outage["scenario"], outage["outage_s"]) == ("outage", 5.0)
     assert crash_loop["scenario"] == "crash loop"
@@ -69,10 +56,9 @@ def test_the_scenario_runs(outcome: dict[str, Any]) -> None:
     assert outage["healthz"]["before"] == {"200": outage["healthz"]["before"]["200"]}
     assert len(outcome["checks"]) == 8
     for check in checks(outcome, readiness=True).values():
-        assert check["status"] in (("PASS", "FAIL", "SKIP") if READINESS else ("ABSENT",))
+        assert check["status"] in ("PASS", "FAIL", "SKIP")
 
 
-@needs_readiness
 def test_the_pool_rides_out_the_outage(outcome: dict[str, Any]) -> None:
     """No give-up, little CPU and few log lines while the service is down, every worker
     back within the bound, /healthz 200 throughout."""
@@ -80,7 +66,6 @@ def test_the_pool_rides_out_the_outage(outcome: dict[str, Any]) -> None:
     assert not failed, outcome["stdout"]
 
 
-@needs_readiness
 def test_readyz_follows_the_outage_and_the_crash_loop(outcome: dict[str, Any]) -> None:
     """/readyz: 503 while the service is down (past the degraded-after time), 200 within
     1 s of the recovery; 503 within 10 s of a crash loop."""

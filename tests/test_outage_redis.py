@@ -40,8 +40,6 @@ from typing import Any
 import pytest
 import redis
 
-import greenkeep
-
 pytestmark = pytest.mark.redis
 
 APP = Path(__file__).resolve().parent / "apps" / "redis_consumers.py"
@@ -54,16 +52,6 @@ KILL_AFTER = 1_500
 #: 0.1) plus 1 s: every worker must run again within this of the return.
 RECOVERY_BOUND_S = 5.0 * 1.1 + 1.0
 DEADLINE = 60.0
-
-# The recommended configuration rides out an outage only with greenkeep's rule that backoff
-# attempts after the first of a sequence do not count toward the restart intensity; until
-# then it gives up within a second. That rule comes with the pools' readiness (`degraded`).
-RIDES_OUT_OUTAGES = hasattr(greenkeep.WorkerPool, "degraded")
-needs_outage_rule = pytest.mark.xfail(
-    not RIDES_OUT_OUTAGES,
-    reason="this greenkeep has no outage rule for backoff: the recommended pool gives up",
-    strict=True,
-)
 
 
 def free_port() -> int:
@@ -216,7 +204,6 @@ class App:
         self.proc.wait()
 
 
-@needs_outage_rule
 def test_consumers_ride_out_a_redis_outage(server: RedisServer, tmp_path: Path) -> None:
     producer = redis.Redis(host="127.0.0.1", port=server.port)
     ids = [f"job-{i}" for i in range(JOBS)]
