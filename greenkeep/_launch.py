@@ -174,13 +174,9 @@ def _switch_all(greenlets: list[WorkerGreenlet], token: object) -> None:
         return
     # Resumes relay (`Channel.relay`): each worker that parks again switches straight into
     # the next one, and control comes back here only when one blocks, ends or is the last.
-    channel.relay = greenlets
-    channel.relay_next = 0
+    channel.relay = relay = iter(greenlets)  # shared with the workers
     try:
-        count = len(greenlets)
-        while channel.relay_next < count:
-            greenlet = greenlets[channel.relay_next]
-            channel.relay_next += 1
+        for greenlet in relay:
             if greenlet:  # parked (a killed one is dead)
                 raw_switch(greenlet, GO)
     finally:

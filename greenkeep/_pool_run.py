@@ -258,8 +258,9 @@ class PoolRun(Run):
         _Storm = Storm
         running = RUNNING
         while queue and handled < most:
-            item = queue[0]
-            if type(item) is not tuple:  # a wake-up, a turn marker
+            item = popleft()
+            if type(item) is not tuple:  # a wake-up, a turn marker: not for this path
+                queue.appendleft(item)
                 break
             worker, incarnation, storm = item
             if (
@@ -270,8 +271,8 @@ class PoolRun(Run):
                 or worker.waiters is not None
                 or worker.status is not running
             ):
+                queue.appendleft(item)  # (in its place: the batch handles it next)
                 break
-            popleft()
             handled += 1
             if room is not None and recorded >= room:  # it exceeds the budget: give up
                 intensity.record_many(now, recorded + 1)

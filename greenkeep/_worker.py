@@ -34,7 +34,7 @@ Invariants the manager relies on:
 from __future__ import annotations
 
 import contextvars
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING, Any, Final
 
 import gevent
@@ -90,9 +90,9 @@ class Channel:
         path: The supervisor's path.
         on_blocked: Reports a blocked event loop (see `greenkeep._blocking`).
         relay: While a batch of parked workers is being resumed (`greenkeep._launch.resume`),
-            their greenlets, else ``None``; `relay_next` is the index of the next one to
-            run. A worker of the batch that parks again switches straight into that next
-            one (the relay) instead of into the hub, which would only switch into it.
+            an iterator over their greenlets, else ``None``. A worker of the batch that
+            parks again switches straight into the next one (the relay) instead of into the
+            hub, which would only switch into it.
     """
 
     __slots__ = (
@@ -106,7 +106,6 @@ class Channel:
         "post",
         "posted",
         "relay",
-        "relay_next",
         "wake",
     )
 
@@ -120,8 +119,7 @@ class Channel:
         self.damped: dict[Any, Any] | None = None
         self.path = path
         self.on_blocked: Callable[[dict[str, object], Hub | None], None] | None = None
-        self.relay: list[Any] | None = None
-        self.relay_next = 0
+        self.relay: Iterator[Any] | None = None
 
     def notify(self, item: object) -> None:
         """Post *item* and wake the manager if it is parked (`run_worker` inlines this)."""
@@ -361,18 +359,12 @@ def run_worker(child: Runnable, incarnation: int) -> None:
         elif not child.reusable and channel.posted <= PARK_AFTER:
             return  # fresh mode, manager busy but keeping up: end now (the cheapest way)
         while True:  # parked (a raw switch: a worker has no gevent switch_out hook)
-            # In a batch of resumes, hand over to the next parked worker of the batch (if
-            # it is still there: a killed one is dead), else to the hub.
+            # In a batch of resumes, hand over to the next parked worker of the batch, else
+            # to the hub (a switch into a dead one, killed meanwhile, reaches its parent:
+            # the hub, which goes on with the batch).
             relay = channel.relay
-            after = hub
-            if relay is not None:
-                i = channel.relay_next
-                if i < len(relay) and relay[i]:
-                    after = relay[i]
-                    channel.relay_next = i + 1
-            relay = None
             try:
-                token = park(after) if after is hub else park(after, GO)
+                token = park(hub) if relay is None else park(next(relay, hub), GO)
             except GreenletExit:
                 return
             except BaseException:  # a stale throw aimed at a dead incarnation
