@@ -83,6 +83,10 @@ __all__ = ["BATCH", "Run"]
 #: Exits handled per batch before the manager yields to the hub (fairness).
 BATCH: Final = 256
 
+#: A backlog longer than this, found on waking, was posted by a crash storm's first pass:
+#: the manager lets the hub's turn that posted it end before it handles the first batch.
+STORM_BACKLOG: Final = 4 * BATCH
+
 #: The manager's pause between two batches of a backlog, in seconds: a timer this short
 #: fires on the loop's next iteration, after timers and IO that were due.
 _YIELD: Final = 1e-6
@@ -334,6 +338,11 @@ class Run(abc.ABC):
                 self.channel.posted = 0
                 queue.appendleft(item)  # the batch takes it from the queue like the rest
                 item = None
+                if len(queue) > STORM_BACKLOG:
+                    # A crash storm's first pass posted this in one turn of the hub: let
+                    # that turn end (timers, IO, the rest of the process) before the first
+                    # batch and its restarts, which would otherwise lengthen it.
+                    gevent.sleep(_YIELD)
                 handled = 0
                 # The batch straight from the queue's deque: runs of straight-path exits in
                 # bulk (`drain`), the others one by one; a request, a stop or an operation
