@@ -88,7 +88,8 @@ Scenarios, each in its own child too:
 - *storm*: all N workers, blocked on one ``Event``, crash at the instant it is set; the time
   until every one runs again, and the longest interval between two ticks of a greenlet that
   ticks every 1 ms (``gevent.sleep(0.001)``) until 50 ms after the last is back; three storms
-  in a row, the median reported (greenkeep and the limit);
+  in a row, the median reported (greenkeep in fresh and in reuse mode, the limit, and the
+  fresh limit by its row's cheapest means: each mode is held to its own limit);
 - *snapshot*: ``snapshot()`` of a supervisor over a pool of N idle workers, as hub time;
 - *status API summary*: ``GET /api/v1/tree`` of ``greenkeep.wsgi.StatusApp`` (the whole WSGI
   response) for the same tree, against ``snapshot()`` plus ``json.dumps`` of it, both in
