@@ -27,8 +27,8 @@ Metrics (``supervisor`` is a supervisor's path, e.g. ``"root/consumers"``):
 set ``PROMETHEUS_MULTIPROC_DIR`` to an empty directory in the environment that starts the
 server (before anything imports ``prometheus_client``); counters are then summed over all
 worker processes, dead ones included, and the gauges over live processes
-(``multiprocess_mode="livesum"``; ``greenkeep_supervisor_degraded`` takes the largest:
-``"livemax"``, 1 while any process has it degraded; gunicorn's ``child_exit`` hook must call
+(``multiprocess_mode="livesum"``: ``greenkeep_supervisor_degraded`` is then the number of
+live processes that have it degraded; gunicorn's ``child_exit`` hook must call
 `mark_process_dead`, which `greenkeep.gunicorn.Hooks` does). `Metrics.wsgi_app` serves the
 aggregate of every process in that mode.
 """
@@ -200,10 +200,11 @@ class Metrics:
         #: ``greenkeep_supervisor_degraded{supervisor}``.
         self.degraded = Gauge(
             "greenkeep_supervisor_degraded",
-            "1 while a supervisor or pool is running but degraded (not ready), else 0.",
+            "1 while a supervisor or pool is running but degraded (not ready), else 0 "
+            "(summed over live processes in multiprocess mode).",
             ["supervisor"],
             registry=self._registry,
-            multiprocess_mode="livemax",
+            multiprocess_mode="livesum",  # ("livemax" needs prometheus_client 0.15)
         )
         #: ``greenkeep_pool_failing_workers{supervisor}``.
         self.failing = Gauge(
