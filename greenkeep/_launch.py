@@ -84,23 +84,6 @@ def start_spare(greenlet: WorkerGreenlet, child: Runnable, incarnation: int) -> 
     raw_switch(greenlet, (child, incarnation))
 
 
-def _trampoline(greenlet: WorkerGreenlet, child: Runnable, incarnation: int) -> None:
-    # Loop callback that starts a worker greenlet. Runs in the hub; only posts.
-    channel = child.channel
-    if channel.halted:  # a stop began after this start was scheduled: it never runs
-        if not channel.forked:
-            channel.notify((child, incarnation, KILLED))
-        return
-    try:
-        raw_switch(greenlet, child, incarnation)
-    except BaseException as exc:  # thrown into it before it ever ran
-        channel.notify((child, incarnation, exc))
-        return
-    if child.ran != incarnation and child.ran != -incarnation and greenlet.dead:
-        # Killed before it ever ran: the wrapper never saw it.
-        channel.notify((child, incarnation, GreenletExit()))
-
-
 def create(child: Runnable, incarnation: int, hub: Hub | None = None) -> WorkerGreenlet:
     """A new worker greenlet for *incarnation* of *child*, not yet scheduled (see `start`).
     *hub*: the current thread's hub, if the caller has it at hand."""
@@ -118,13 +101,14 @@ def spawn(child: Runnable, incarnation: int) -> WorkerGreenlet:
     mode) or `retire`d (fresh mode). Never blocks.
     """
     greenlet = create(child, incarnation)
-    _hub().loop.run_callback(_trampoline, greenlet, child, incarnation)
+    _hub().loop.run_callback(_start_all, [greenlet])
     return greenlet
 
 
 def _start_all(greenlets: list[WorkerGreenlet]) -> None:
-    # Loop callback: `_trampoline` for each, inline (a call per start is a visible share of
-    # a fresh-mode restart).
+    # Loop callback that starts worker greenlets, in order (one or a batch: the trampoline
+    # of every start). Runs in the hub; only posts. No call per start: it is a visible
+    # share of a fresh-mode restart.
     if not greenlets:
         return
     channel = greenlets[0].child.channel
@@ -209,7 +193,7 @@ def start_now(greenlet: WorkerGreenlet) -> None:
     if greenlet:  # started before: parked, waiting for its next incarnation
         raw_switch(greenlet, GO)
     else:
-        _trampoline(greenlet, greenlet.child, greenlet.incarnation)
+        _start_all([greenlet])
     # Back here once the callback above has run (the greenlet blocked, parked or ended).
 
 

@@ -308,7 +308,10 @@ class StatusApp:
     # ------------------------------------------------------------------ endpoints
 
     def _health(self, environ: WSGIEnvironment, messages: bool) -> tuple[int, object]:
-        root = self.root()
+        return self._alive(self.root())
+
+    def _alive(self, root: Root | None) -> tuple[int, dict[str, object]]:
+        # /healthz's answer (and the start of /readyz's).
         if root is None:
             return 503, {
                 "status": "unavailable",
@@ -332,31 +335,16 @@ class StatusApp:
 
     def _ready(self, environ: WSGIEnvironment, messages: bool) -> tuple[int, object]:
         root = self.root()
-        if root is None:
-            return 503, {
-                "status": "unavailable",
-                "supervisor": None,
-                "state": None,
-                "degraded": [],
-                "error": _NO_ROOT,
-                "pid": os.getpid(),
-            }
-        state = root.state
-        alive = state in HEALTHY_STATES
-        pools = degraded_pools(root) if alive else []
-        error = root.error
-        status = "unavailable" if not alive else "degraded" if pools else "ready"
-        return (200 if status == "ready" else 503), {
-            "status": status,
-            "supervisor": root.path,
-            "state": state,
-            # Public, as /healthz: paths and counts, never a crash message.
-            "degraded": [
-                {"path": pool.path, "failing": pool.failing, "size": pool.size} for pool in pools
-            ],
-            "error": None if error is None else type(error).__name__,
-            "pid": os.getpid(),
-        }
+        code, body = self._alive(root)
+        pools = degraded_pools(root) if code == 200 and root is not None else []
+        # Public, as /healthz: paths and counts, never a crash message.
+        body["degraded"] = [
+            {"path": pool.path, "failing": pool.failing, "size": pool.size} for pool in pools
+        ]
+        if code == 200:
+            body["status"] = "degraded" if pools else "ready"
+            code = 503 if pools else 200
+        return code, body
 
     def _snapshot(self, environ: WSGIEnvironment, messages: bool) -> tuple[int, object]:
         root = self.root()

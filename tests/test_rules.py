@@ -333,12 +333,45 @@ class Crashers:
     def crash(self, worker_id: int) -> None:
         self.queues.setdefault(worker_id, gevent.queue.Queue()).put(None)
 
+    def pool(
+        self, mode: str, max_restarts: int, clock: ManualClock, subscribers: Any = ()
+    ) -> WorkerPool:
+        """Three of them in a pool with a 1 s period."""
+        return WorkerPool(
+            self.target,
+            3,
+            mode=mode,
+            max_restarts=max_restarts,
+            period=1.0,
+            clock=clock,
+            subscribers=subscribers,
+            name="p",
+        )
+
+
+def storm_plan(window: RestartIntensity, now: float) -> Any:
+    """plan_exit for one more crash of the storm, at *now*."""
+    return plan_exit(
+        Restart.PERMANENT,
+        ValueError("storm"),
+        stop_requested=False,
+        heartbeat_killed=False,
+        stopping=False,
+        window=window,
+        now=now,
+    )
+
+
+#: Gaps between the crashes of a storm (at most 0.9 s: it never ends), and which worker.
+STORM_GAPS = st.lists(st.sampled_from([0.0, 0.1, 0.4, 0.9]), min_size=2, max_size=12)
+STORM_WORKERS = st.lists(st.integers(min_value=0, max_value=2), min_size=12, max_size=12)
+
 
 @settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
-    gaps=st.lists(st.sampled_from([0.0, 0.1, 0.4, 0.9]), min_size=2, max_size=12),
+    gaps=STORM_GAPS,
     max_restarts=st.integers(min_value=1, max_value=6),
-    workers=st.lists(st.integers(min_value=0, max_value=2), min_size=12, max_size=12),
+    workers=STORM_WORKERS,
 )
 @pytest.mark.parametrize("mode", ["fresh", "reuse"])
 def test_the_pools_straight_path_agrees_with_plan_exit(
@@ -349,16 +382,7 @@ def test_the_pools_straight_path_agrees_with_plan_exit(
     clock = ManualClock()
     crashers = Crashers()
     events = Events()
-    pool = WorkerPool(
-        crashers.target,
-        3,
-        mode=mode,
-        max_restarts=max_restarts,
-        period=1.0,
-        clock=clock,
-        subscribers=[events],
-        name="p",
-    )
+    pool = crashers.pool(mode, max_restarts, clock, subscribers=[events])
     window = RestartIntensity(max_restarts, 1.0)
     pool.start()
     try:
@@ -366,15 +390,7 @@ def test_the_pools_straight_path_agrees_with_plan_exit(
         gave_up = False
         for gap, worker in zip(gaps, workers, strict=False):
             clock.advance(gap)
-            plan = plan_exit(
-                Restart.PERMANENT,
-                ValueError("storm"),
-                stop_requested=False,
-                heartbeat_killed=False,
-                stopping=False,
-                window=window,
-                now=clock(),
-            )
+            plan = storm_plan(window, clock())
             crashers.crash(worker)
             exited = events.wait("child_exited", child_id=worker)
             handled += 1
@@ -397,9 +413,9 @@ def test_the_pools_straight_path_agrees_with_plan_exit(
 
 @settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
-    gaps=st.lists(st.sampled_from([0.0, 0.1, 0.4, 0.9]), min_size=2, max_size=12),
+    gaps=STORM_GAPS,
     max_restarts=st.one_of(st.integers(min_value=1, max_value=6), st.just(100)),
-    workers=st.lists(st.integers(min_value=0, max_value=2), min_size=12, max_size=12),
+    workers=STORM_WORKERS,
 )
 @pytest.mark.parametrize("mode", ["fresh", "reuse"])
 def test_the_pools_bulk_path_agrees_with_plan_exit(
@@ -428,30 +444,14 @@ def bulk_path_run(
 ) -> None:
     clock = ManualClock()
     crashers = Crashers()
-    pool = WorkerPool(
-        crashers.target,
-        3,
-        mode=mode,
-        max_restarts=max_restarts,
-        period=1.0,
-        clock=clock,
-        name="p",
-    )
+    pool = crashers.pool(mode, max_restarts, clock)
     window = RestartIntensity(max_restarts, 1.0)
     pool.start()
     try:
         handled = 0
         for gap, worker in zip(gaps, workers, strict=False):
             clock.advance(gap)
-            plan = plan_exit(
-                Restart.PERMANENT,
-                ValueError("storm"),
-                stop_requested=False,
-                heartbeat_killed=False,
-                stopping=False,
-                window=window,
-                now=clock(),
-            )
+            plan = storm_plan(window, clock())
             before = pool.which_children()[worker].incarnation
             crashers.crash(worker)
             handled += 1
