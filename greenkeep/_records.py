@@ -15,7 +15,7 @@ from typing import Any
 import gevent.event
 
 from greenkeep._states import TERMINATED, ChildStatus
-from greenkeep._worker import Channel, Runnable, WorkerGreenlet
+from greenkeep._worker import NO_SITE, Channel, Runnable, WorkerGreenlet
 
 __all__ = ["Record"]
 
@@ -81,6 +81,7 @@ class Record(Runnable):
         self.channel = channel
         self.call = None
         self.reusable = False
+        self.site = NO_SITE
         self.ran = 0
         self.incarnation = 0
         self.greenlet: WorkerGreenlet | None = None

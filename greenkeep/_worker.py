@@ -143,7 +143,17 @@ class Runnable:
     ``stop_requested``, ``awaiting_ready`` and writes ``ready_inc`` and ``stop_event``.
     """
 
-    __slots__ = ("args", "call", "channel", "context", "kwargs", "ran", "reusable", "target")
+    __slots__ = (
+        "args",
+        "call",
+        "channel",
+        "context",
+        "kwargs",
+        "ran",
+        "reusable",
+        "site",
+        "target",
+    )
 
     target: Callable[..., object]
     args: tuple[object, ...]
@@ -157,6 +167,10 @@ class Runnable:
     #: What `run_worker` needs of it, worked out by the first greenlet that runs it
     #: (``None`` until then): a fresh-mode incarnation starts with one unpack.
     call: tuple[Any, ...] | None
+    #: The site of its last crash posted as a storm, and that storm (code, instruction
+    #: offset, exception type, storm), written by its worker greenlets: a crash loop's next
+    #: greenlet (fresh mode) starts from it and finds its storm without building its key.
+    site: tuple[Any, int, Any, Any]
 
 
 #: Worker greenlets a forked child process inherited (see `disown`): kept referenced for the
@@ -232,6 +246,9 @@ def disown(greenlets: Iterable[WorkerGreenlet | None]) -> int:
 #: or that never ran.
 KILLED: Final = GreenletExit()
 
+#: `Runnable.site` of a record none of whose crashes was posted as a storm yet.
+NO_SITE: Final = (None, -1, None, None)
+
 #: Switched into a parked worker: run your record's (new) incarnation.
 GO: Final = object()
 #: Switched into a parked worker: end.
@@ -285,12 +302,9 @@ def run_worker(child: Runnable, incarnation: int) -> None:
     if call is None:
         call = child.call = _call_of(child)
     target, args, kwargs, single, arg, context, empty = call
-    # The site of the last crash posted as its storm, and that storm: the same crash again
-    # (a crash loop) finds its storm without building its key.
-    site_code: Any = None
-    site_lasti = -1
-    site_type: Any = None
-    site_storm: Any = None
+    # The site of the record's last crash posted as its storm, and that storm: the same
+    # crash again (a crash loop) finds its storm without building its key.
+    site_code, site_lasti, site_type, site_storm = child.site
     while True:
         child.ran = incarnation
         try:
@@ -322,7 +336,12 @@ def run_worker(child: Runnable, incarnation: int) -> None:
                     kind = (type(exc), id(code), lasti)
                     storm = damped.get(kind)
                     if storm is not None:
-                        site_code, site_lasti, site_type, site_storm = code, lasti, kind[0], storm
+                        site_code, site_lasti, site_type, site_storm = child.site = (
+                            code,
+                            lasti,
+                            kind[0],
+                            storm,
+                        )
                 if storm is not None:
                     # Its kind is being summarized: the crash counts itself (the first of
                     # a summary period renders itself as the period's sample) and posts
