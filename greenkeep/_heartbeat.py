@@ -3,13 +3,14 @@ Heartbeats: workers prove they are alive; the supervisor kills the ones that sto
 
 A beat sets a flag on the calling worker's own greenlet (`WorkerGreenlet.beaten`): the one
 object a worker that just woke up has in cache anyway, so a beat costs a Python call and one
-store, with no timer, no hash table and nothing shared touched. The supervisor looks once per
-*tick* (half the heartbeat interval), in C-level loops over the watched greenlets: a flag set
-since the last tick means a beat, and is cleared; one still clear is a tick without a beat,
-and two of those in a row, at least one whole interval, is a missed deadline (a worker is
-killed between one and one and a half intervals after its last beat). A new incarnation
-counts as having beaten when it starts; a beat from an incarnation that has ended lands on
-that incarnation's greenlet and counts for nothing.
+store, with no timer, no hash table and nothing shared touched. The callable `heartbeat`
+hands out is that greenlet itself (no object of its own to fetch from memory). The
+supervisor looks once per *tick* (half the heartbeat interval), in C-level loops over the
+watched greenlets: a flag set since the last tick means a beat, and is cleared; one still
+clear is a tick without a beat, and two of those in a row, at least one whole interval, is a
+missed deadline (a worker is killed between one and one and a half intervals after its last
+beat). A new incarnation counts as having beaten when it starts; a beat from an incarnation
+that has ended lands on that incarnation's greenlet and counts for nothing.
 """
 
 from __future__ import annotations
@@ -118,8 +119,11 @@ def heartbeat() -> Callable[[], None]:
     The calling incarnation's beat as a callable, to bind once before a hot loop
     (``beat = heartbeat()``, then ``beat()``): cheaper than `beat`, as it does not have to
     find the current greenlet. It stays bound to the incarnation that asked for it (a call
-    after that incarnation ended counts for nothing). Outside a supervised worker, `beat`
-    itself (a no-op there).
+    after that incarnation ended counts for nothing) and may be called from any greenlet
+    of the thread. Outside a supervised worker, `beat` itself (a no-op there).
+
+    The callable is the incarnation's `WorkerGreenlet` (calling it sets its flag): a beat
+    touches only the greenlet, which a worker that just woke up has in cache.
     """
     greenlet = current_worker()
-    return beat if greenlet is None else greenlet.beat
+    return beat if greenlet is None else greenlet

@@ -157,6 +157,47 @@ class TestHeartbeat:
         assert 2 == missed["incarnation"]
         sup.stop()
 
+    def test_a_beat_handed_to_another_greenlet_keeps_its_incarnation_alive(self) -> None:
+        """`heartbeat()`'s callable beats for the incarnation that asked for it from any
+        greenlet: a worker that waits while a helper beats on its behalf is not killed,
+        and `greenkeep.beat()` in the helper (not a worker) does nothing."""
+        clock = ManualClock()
+        events = Events()
+        beats: gevent.queue.Queue[str] = gevent.queue.Queue()
+        helpers: list[gevent.Greenlet[Any, Any]] = []
+
+        def helper(beat: Any) -> None:
+            while True:
+                if beats.get() == "bound":
+                    beat()
+                else:
+                    greenkeep.beat()  # the helper's own greenlet: not a worker
+
+        def target() -> None:
+            helpers.append(gevent.spawn(helper, greenkeep.heartbeat()))
+            block_forever()
+
+        sup = Supervisor(
+            [ChildSpec("w", target, heartbeat=1.0)], clock=clock, subscribers=[events]
+        )
+        sup.start()
+        gevent.sleep(0)
+        for _ in range(6):  # three intervals, a delegated beat every half interval
+            beats.put("bound")
+            gevent.sleep(0)
+            clock.advance(0.5)
+            settle(sup)
+        assert [] == events.of("heartbeat_missed")
+        for _ in range(3):  # the module-level beat from the helper keeps nothing alive
+            beats.put("module")
+            gevent.sleep(0)
+            clock.advance(0.5)
+            settle(sup)
+
+        assert 1 == events.wait("heartbeat_missed", child_id="w")["incarnation"]
+        sup.stop()
+        gevent.killall(helpers)
+
     @pytest.mark.parametrize("mode", ["fresh", "reuse"])
     def test_pool_kills_only_the_stuck_workers(self, mode: str) -> None:
         """In a pool, only the workers that stopped beating are restarted."""
