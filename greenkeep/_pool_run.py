@@ -249,8 +249,10 @@ class PoolRun(Run):
             return handled
         now = self.clock()  # the run's restarts share one reading (nothing runs meanwhile)
         intensity = self.intensity
+        first = handled  # the count before this run: the run's restarts are handled - first
+        # The count at which the next restart would exceed the budget (never, if unlimited).
         room = intensity.room(now) if self.limited else None
-        recorded = 0  # restarts of this run not yet recorded in the window
+        full = most if room is None else first + room
         reuse = self.reuse
         resumes, starts, retirees = self.resumes, self.starts, self.retirees
         hub = self.hub
@@ -273,12 +275,11 @@ class PoolRun(Run):
             ):
                 queue.appendleft(item)  # (in its place: the batch handles it next)
                 break
-            handled += 1
-            if room is not None and recorded >= room:  # it exceeds the budget: give up
-                intensity.record_many(now, recorded + 1)
+            if handled >= full:  # it exceeds the budget: give up
+                intensity.record_many(now, handled - first + 1)
                 self._give_up_now(worker, incarnation, storm, now)
-                return handled
-            recorded += 1
+                return handled + 1
+            handled += 1
             worker.last_reason = "abnormal"
             incarnation += 1
             worker.incarnation = worker.live = incarnation
@@ -296,8 +297,8 @@ class PoolRun(Run):
                 greenlet.child = worker
                 greenlet.incarnation = incarnation
                 starts.append(greenlet)
-        if recorded:
-            intensity.record_many(now, recorded)
+        if handled > first:
+            intensity.record_many(now, handled - first)
         return handled
 
     def _give_up_now(self, worker: Worker, incarnation: int, exc: Any, now: float) -> None:

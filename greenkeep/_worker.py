@@ -80,7 +80,8 @@ class Channel:
 
     Attributes:
         post: ``put_nowait`` of the manager's ``gevent.queue``.
-        posted: Exits posted since the manager last took a batch (it resets it).
+        posted: Exits posted by fresh-mode workers that did not wake the manager, since
+            it last took a batch (it resets it; see `PARK_AFTER`).
         parked: Set while the manager is parked in the hub: a poster then calls `wake`.
         wake: Schedules the manager's resume (one loop callback).
         halted: A stop has begun (or the process forked): callbacks start nothing.
@@ -168,8 +169,8 @@ class Runnable:
     #: (``None`` until then): a fresh-mode incarnation starts with one unpack.
     call: tuple[Any, ...] | None
     #: The site of its last crash posted as a storm, and that storm (code, instruction
-    #: offset, exception type, storm), written by its worker greenlets: a crash loop's next
-    #: greenlet (fresh mode) starts from it and finds its storm without building its key.
+    #: offset, exception type, storm), written by its fresh-mode worker greenlets: a crash
+    #: loop's next greenlet starts from it and finds its storm without building its key.
     site: tuple[Any, int, Any, Any]
 
 
@@ -312,6 +313,7 @@ def run_worker(child: Runnable, incarnation: int) -> None:
     # The site of the record's last crash posted as its storm, and that storm: the same
     # crash again (a crash loop) finds its storm without building its key.
     site_code, site_lasti, site_type, site_storm = child.site
+    reusable = child.reusable
     while True:
         child.ran = incarnation
         try:
@@ -343,12 +345,9 @@ def run_worker(child: Runnable, incarnation: int) -> None:
                     kind = (type(exc), id(code), lasti)
                     storm = damped.get(kind)
                     if storm is not None:
-                        site_code, site_lasti, site_type, site_storm = child.site = (
-                            code,
-                            lasti,
-                            kind[0],
-                            storm,
-                        )
+                        site_code, site_lasti, site_type, site_storm = code, lasti, kind[0], storm
+                        if not reusable:  # its next incarnation starts from the record
+                            child.site = (code, lasti, site_type, storm)
                 if storm is not None:
                     # Its kind is being summarized: the crash counts itself (the first of
                     # a summary period renders itself as the period's sample) and posts
@@ -359,12 +358,10 @@ def run_worker(child: Runnable, incarnation: int) -> None:
                         storm.sample = (child.id, incarnation, error_text(exc))  # type: ignore[attr-defined]
                     storm.count += 1
                     post((child, incarnation, storm))
-                    storm = None
                 else:
                     # The first of its kind: opens its storm (see `Storm.announced`).
                     damped[kind] = Storm.opened(kind, code)
                     post((child, incarnation, exc))
-                del code
             else:
                 post((child, incarnation, exc))
             tb = None
@@ -378,12 +375,13 @@ def run_worker(child: Runnable, incarnation: int) -> None:
         else:
             post((child, incarnation, None))
         child.ran = -incarnation  # parked: its exit is posted
-        channel.posted += 1
         if channel.parked:  # the manager is parked: wake it (one loop callback), and park
             channel.parked = False  # too, so that it runs before this greenlet's teardown
             channel.wake()
-        elif not child.reusable and channel.posted <= PARK_AFTER:
-            return  # fresh mode, manager busy but keeping up: end now (the cheapest way)
+        elif not reusable:
+            posted = channel.posted = channel.posted + 1
+            if posted <= PARK_AFTER:
+                return  # fresh mode, manager busy but keeping up: end now (the cheapest way)
         while True:  # parked (a raw switch: a worker has no gevent switch_out hook)
             # In a batch of resumes, hand over to the next parked worker of the batch, else
             # to the hub (a switch into a dead one, killed meanwhile, reaches its parent:
