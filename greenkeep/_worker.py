@@ -228,8 +228,8 @@ class WorkerGreenlet(_RawGreenlet):
         Beat for the incarnation this greenlet runs: `greenkeep.heartbeat` hands out the
         greenlet itself as the beat. A beat then touches nothing but the greenlet, which
         the worker's wake-up has just touched; a bound method (an object of its own, cold
-        by the time its worker wakes among 10,000) measured twice the cost in the
-        benchmark's heartbeat scenario.
+        by the time its worker wakes among 10,000) measured about 1.6 times the cost in
+        the benchmark's heartbeat scenario (146-155 ns against 82-101 ns a beat).
         """
         self.beaten = True
 
