@@ -125,7 +125,7 @@ def _start_all(greenlets: list[WorkerGreenlet]) -> None:
             channel.notify((child, incarnation, exc))
             continue
         ran = child.ran
-        if ran != incarnation and ran != -incarnation and greenlet.dead:
+        if ran != -incarnation and ran != incarnation and greenlet.dead:  # (posted: ran < 0)
             # Killed before it ever ran: the wrapper never saw it.
             channel.notify((child, incarnation, GreenletExit()))
 

@@ -165,8 +165,9 @@ class Runnable:
     ran: int
     #: Whether the greenlet runs further incarnations (reuse mode) after parking.
     reusable: bool
-    #: What `run_worker` needs of it, worked out by the first greenlet that runs it
-    #: (``None`` until then): a fresh-mode incarnation starts with one unpack.
+    #: What `run_worker` needs of it (its channel and post, `reusable`, the call and its
+    #: context), worked out by the first greenlet that runs it (``None`` until then): a
+    #: fresh-mode incarnation starts with one unpack.
     call: tuple[Any, ...] | None
     #: The site of its last crash posted as a storm, and that storm (code, instruction
     #: offset, exception type, storm), written by its fresh-mode worker greenlets: a crash
@@ -276,19 +277,33 @@ PARK_AFTER: Final = 512
 
 
 def _call_of(child: Runnable) -> tuple[Any, ...]:
-    # What run_worker unpacks: the target, its args and kwargs (a copy, shared by the
-    # record's incarnations), whether it is a pool worker's usual call target(worker_id)
-    # and that argument (a plain call, which the interpreter runs inline, where
-    # target(*args, **kwargs) enters the interpreter anew), the context captured at start
-    # and whether it is empty. Each incarnation runs in a fresh copy of that context: the
-    # greenlet's own context is replaced before each run (with nothing at all when the
-    # captured one is empty: a greenlet without a context of its own gets a new, empty
-    # one on first use).
+    # What run_worker unpacks: the run's channel and its post, whether the greenlet is
+    # reused (fixed for a record's life: a record belongs to one run), the target, its args
+    # and kwargs (a copy, shared by the record's incarnations), whether it is a pool
+    # worker's usual call target(worker_id) and that argument (a plain call, which the
+    # interpreter runs inline, where target(*args, **kwargs) enters the interpreter anew),
+    # the context captured at start and whether it is empty. Each incarnation runs in a
+    # fresh copy of that context: the greenlet's own context is replaced before each run.
+    # When the captured one is empty there is nothing to copy: a new greenlet has no
+    # context of its own (it gets a new, empty one on first use), and a reused one drops
+    # the last incarnation's before the next runs.
     args = child.args
     kwargs = dict(child.kwargs) if child.kwargs else {}
     single = len(args) == 1 and not kwargs
     context = child.context
-    return (child.target, args, kwargs, single, args[0] if single else None, context, not context)
+    channel = child.channel
+    return (
+        channel,
+        channel.post,
+        child.reusable,
+        child.target,
+        args,
+        kwargs,
+        single,
+        args[0] if single else None,
+        context,
+        not context,
+    )
 
 
 def run_worker(child: Runnable, incarnation: int) -> None:
@@ -301,27 +316,19 @@ def run_worker(child: Runnable, incarnation: int) -> None:
     # are inlined (Channel.notify), and the body is kept whole on purpose: the same code
     # with the crash branch and the park loop as two helper functions measured 0.855x the
     # reuse restart rate and 1.09x the storm's longest stall (benchmarks/ab.py, 6 pairs).
-    me = _getcurrent()
-    hub: Any = me.parent
-    park = _RawGreenlet.switch
-    channel = child.channel
-    post = channel.post
     call = child.call
     if call is None:
         call = child.call = _call_of(child)
-    target, args, kwargs, single, arg, context, empty = call
+    channel, post, reusable, target, args, kwargs, single, arg, context, empty = call
+    hub: Any = None  # the greenlet and its parent, looked up once it first parks
     # The site of the record's last crash posted as its storm, and that storm: the same
     # crash again (a crash loop) finds its storm without building its key.
     site_code, site_lasti, site_type, site_storm = child.site
-    reusable = child.reusable
     while True:
         child.ran = incarnation
         try:
-            if empty:
-                if me.gr_context is not None:
-                    me.gr_context = None
-            else:
-                me.gr_context = context.copy()
+            if not empty:
+                _getcurrent().gr_context = context.copy()
             if single:
                 target(arg)
             else:
@@ -330,8 +337,10 @@ def run_worker(child: Runnable, incarnation: int) -> None:
             damped = channel.damped
             tb = exc.__traceback__
             if damped is not None and tb is not None:
-                while tb.tb_next is not None:  # greenkeep._storm.crash_site, inlined
-                    tb = tb.tb_next
+                below = tb.tb_next  # greenkeep._storm.crash_site, inlined: one read a level
+                while below is not None:
+                    tb = below
+                    below = tb.tb_next
                 code = tb.tb_frame.f_code
                 lasti = tb.tb_lasti
                 if (
@@ -382,19 +391,24 @@ def run_worker(child: Runnable, incarnation: int) -> None:
             posted = channel.posted = channel.posted + 1
             if posted <= PARK_AFTER:
                 return  # fresh mode, manager busy but keeping up: end now (the cheapest way)
+        if hub is None:
+            me = _getcurrent()
+            hub = me.parent
         while True:  # parked (a raw switch: a worker has no gevent switch_out hook)
             # In a batch of resumes, hand over to the next parked worker of the batch, else
             # to the hub (a switch into a dead one, killed meanwhile, reaches its parent:
             # the hub, which goes on with the batch).
             relay = channel.relay
             try:
-                token = park(hub) if relay is None else park(next(relay, hub), GO)
+                token = raw_switch(hub) if relay is None else raw_switch(next(relay, hub), GO)
             except GreenletExit:
                 return
             except BaseException:  # a stale throw aimed at a dead incarnation
                 continue
             if token is GO:
                 incarnation = me.incarnation = child.incarnation  # type: ignore[attr-defined]
+                if empty and me.gr_context is not None:  # the last one's, not seen by the next
+                    me.gr_context = None
                 break
             if token is RETIRE:
                 return

@@ -117,6 +117,29 @@ class TestBasics:
 
         assert ("captured at start", "captured at start") == (first, seen.get(timeout=DEADLINE))
 
+    def test_an_incarnation_started_from_an_empty_context_never_sees_a_dead_ones(
+        self, mode: str, pools: list[WorkerPool]
+    ) -> None:
+        """Started from an empty context, each incarnation starts from an empty one too,
+        even when it runs in the greenlet of the one before it (reuse mode)."""
+        var: contextvars.ContextVar[str] = contextvars.ContextVar("var", default="unset")
+        seen = gevent.queue.Queue()
+        go = gevent.event.Event()
+
+        def target(worker_id: int) -> None:
+            seen.put(var.get())
+            var.set("set by a dead incarnation")
+            go.wait()
+            raise ValueError("crash")
+
+        pool = WorkerPool(target, 1, mode=mode)
+        pools.append(pool)
+        contextvars.Context().run(pool.start)
+        first = seen.get(timeout=DEADLINE)
+        go.set()
+
+        assert ("unset", "unset") == (first, seen.get(timeout=DEADLINE))
+
     def test_handles_never_reach_another_incarnation(
         self, mode: str, events: Events, pools: list[WorkerPool]
     ) -> None:
