@@ -45,6 +45,14 @@ from greenlet import greenlet as _RawGreenlet
 from greenkeep._render import error_text
 from greenkeep._storm import Storm
 
+#: The compiled crash-site check (`greenkeep._speedups.same_site`), or ``None`` where the
+#: optional C speedup was not built: `run_worker` then makes the same check in Python.
+_same_site: Callable[[BaseException, Any, int, Any], bool] | None
+try:
+    from greenkeep._speedups import same_site as _same_site
+except ImportError:  # pragma: no cover - only where the C speedup could not be built
+    _same_site = None
+
 if TYPE_CHECKING:
     from gevent.hub import Hub
 
@@ -335,28 +343,48 @@ def run_worker(child: Runnable, incarnation: int) -> None:
                 target(*args, **kwargs)
         except Exception as exc:
             damped = channel.damped
-            tb = exc.__traceback__
-            if damped is not None and tb is not None:
-                below = tb.tb_next  # greenkeep._storm.crash_site, inlined: one read a level
-                while below is not None:
-                    tb = below
-                    below = tb.tb_next
-                code = tb.tb_frame.f_code
-                lasti = tb.tb_lasti
+            if damped is None:
+                post((child, incarnation, exc))
+            else:
+                storm = None
                 if (
-                    code is site_code
-                    and lasti == site_lasti
-                    and type(exc) is site_type
+                    _same_site is not None  # compiled: the same crash as its last one?
+                    and site_storm is not None
+                    and _same_site(exc, site_code, site_lasti, site_type)
                     and not site_storm.ended
                 ):
-                    storm = site_storm  # the same crash as its last one: its storm, if live
+                    storm = site_storm
                 else:
-                    kind = (type(exc), id(code), lasti)
-                    storm = damped.get(kind)
-                    if storm is not None:
-                        site_code, site_lasti, site_type, site_storm = code, lasti, kind[0], storm
-                        if not reusable:  # its next incarnation starts from the record
-                            child.site = (code, lasti, site_type, storm)
+                    tb = exc.__traceback__
+                    if tb is not None:
+                        below = tb.tb_next  # greenkeep._storm.crash_site, inlined
+                        while below is not None:
+                            tb = below
+                            below = tb.tb_next
+                        code = tb.tb_frame.f_code
+                        lasti = tb.tb_lasti
+                        if (
+                            code is site_code
+                            and lasti == site_lasti
+                            and type(exc) is site_type
+                            and not site_storm.ended
+                        ):
+                            storm = site_storm  # the same crash as its last one, its storm live
+                        else:
+                            kind = (type(exc), id(code), lasti)
+                            storm = damped.get(kind)
+                            if storm is not None:
+                                site_code, site_lasti, site_type, site_storm = (
+                                    code,
+                                    lasti,
+                                    kind[0],
+                                    storm,
+                                )
+                                if not reusable:  # its next incarnation starts from the record
+                                    child.site = (code, lasti, site_type, storm)
+                            else:  # the first of its kind opens its storm (`Storm.announced`)
+                                damped[kind] = Storm.opened(kind, code)
+                        tb = None
                 if storm is not None:
                     # Its kind is being summarized: the crash counts itself (the first of
                     # a summary period renders itself as the period's sample) and posts
@@ -367,13 +395,8 @@ def run_worker(child: Runnable, incarnation: int) -> None:
                         storm.sample = (child.id, incarnation, error_text(exc))  # type: ignore[attr-defined]
                     storm.count += 1
                     post((child, incarnation, storm))
-                else:
-                    # The first of its kind: opens its storm (see `Storm.announced`).
-                    damped[kind] = Storm.opened(kind, code)
+                else:  # no traceback, or the first of its kind: in full
                     post((child, incarnation, exc))
-            else:
-                post((child, incarnation, exc))
-            tb = None
         except GreenletExit:  # a kill: nothing in it the manager needs
             post((child, incarnation, KILLED))
         except KeyboardInterrupt as exc:
