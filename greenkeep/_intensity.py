@@ -1,8 +1,9 @@
 """
 Restart intensity: OTP's "more than *max_restarts* restarts within *period* seconds".
 
-Pure and O(1) per restart: only the last ``max_restarts + 1`` timestamps are kept, and each
-timestamp is appended once and dropped once.
+Pure and O(1) per restart, and per run of restarts recorded together (`record_many`): the
+window keeps runs of restarts that leave it at the same moment, at most the last
+``max_restarts + 1`` restarts in all, and each run is appended once and dropped once.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import bisect
 import math
 import sys
 from collections import deque
-from itertools import repeat
+from itertools import islice
 from typing import Final
 
 __all__ = [
@@ -76,9 +77,12 @@ class RestartIntensity:
     """
 
     __slots__ = (
+        "_cap",
+        "_counts",
         "_edge",
-        "_expiries",
+        "_ends",
         "_grow",
+        "_held",
         "_limit",
         "_shrink",
         "in_window",
@@ -99,13 +103,15 @@ class RestartIntensity:
         self._edge = period + EDGE_ABSOLUTE
         self._grow = 1.0 + EDGE_RELATIVE
         self._shrink = 1.0 - EDGE_RELATIVE
-        #: When each restart in the window leaves it: the last clock reading at which it
-        #: still counts (its time, plus the period, plus the tolerance), oldest first.
-        #: At most ``max_restarts + 1`` of them (unbounded for a budget beyond what a
-        #: deque can count, which no window can reach).
-        self._expiries: deque[float] = deque(
-            maxlen=None if self._limit is None or self._limit >= sys.maxsize else self._limit + 1
-        )
+        #: The restarts in the window, as runs that leave it at the same moment: when each
+        #: run leaves (the last clock reading at which it still counts: its time, plus the
+        #: period, plus the tolerance), oldest first, and how many restarts it holds. At
+        #: most ``max_restarts + 1`` restarts in all (`_cap`; none for a budget beyond what
+        #: any window can reach); `_held` is their sum.
+        self._ends: deque[float] = deque()
+        self._counts: deque[int] = deque()
+        self._held = 0
+        self._cap = None if self._limit is None or self._limit >= sys.maxsize else self._limit + 1
 
     def expiry(self, now: float) -> float:
         """The last clock reading at which a restart at *now* is still in the window."""
@@ -122,14 +128,12 @@ class RestartIntensity:
         self.total += 1
         if self._limit is None:
             return False
-        expiries = self._expiries
-        while expiries and expiries[0] < now:
-            expiries.popleft()
+        self._drop_before(now)
         # `expiry`, inlined (once per restart).
-        expiries.append(
-            now * self._grow + self._edge if now >= 0 else now * self._shrink + self._edge
+        self._add(
+            now * self._grow + self._edge if now >= 0 else now * self._shrink + self._edge, 1
         )
-        self.in_window = n = len(expiries)
+        self.in_window = n = self._held
         return n > self._limit
 
     def room(self, now: float) -> int | None:
@@ -138,10 +142,8 @@ class RestartIntensity:
         `record_many`: a run of restarts decided at one clock reading."""
         if self._limit is None:
             return None
-        expiries = self._expiries
-        while expiries and expiries[0] < now:
-            expiries.popleft()
-        return self._limit - len(expiries)
+        self._drop_before(now)
+        return self._limit - self._held
 
     def record_many(self, now: float, count: int) -> bool:
         """
@@ -160,10 +162,41 @@ class RestartIntensity:
         if exceeds:
             count = max(room, 0) + 1
         self.total += count
-        expiries = self._expiries
-        expiries.extend(repeat(self.expiry(now), count))
-        self.in_window = n = len(expiries)
+        self._add(self.expiry(now), count)
+        self.in_window = n = self._held
         return exceeds and n > self._limit
+
+    def _drop_before(self, now: float) -> None:
+        # The runs that have left the window by *now*.
+        ends = self._ends
+        while ends and ends[0] < now:
+            ends.popleft()
+            self._held -= self._counts.popleft()
+
+    def _add(self, end: float, count: int) -> None:
+        # *count* restarts leaving the window at *end* (no earlier than the last run's end),
+        # then the oldest dropped beyond the cap.
+        ends, counts = self._ends, self._counts
+        if ends and ends[-1] == end:
+            counts[-1] += count
+        else:
+            ends.append(end)
+            counts.append(count)
+        self._held += count
+        cap = self._cap
+        if cap is not None and self._held > cap:
+            excess = self._held - cap
+            while excess:
+                oldest = counts[0]
+                if oldest <= excess:
+                    ends.popleft()
+                    counts.popleft()
+                    excess -= oldest
+                    self._held -= oldest
+                else:
+                    counts[0] = oldest - excess
+                    self._held -= excess
+                    excess = 0
 
     def tally(self) -> None:
         """Count a restart that is not recorded in the window (a later attempt of a backoff
@@ -175,12 +208,13 @@ class RestartIntensity:
         """How many restarts the window holds at *now*; ``None`` when `UNLIMITED`."""
         if self._limit is None:
             return None
-        # The expiries are in time order: count those at or after *now* by bisection
-        # (a pool's window can hold tens of thousands).
-        expiries = self._expiries
-        if not expiries or expiries[0] >= now:
-            return len(expiries)
-        return len(expiries) - bisect.bisect_left(expiries, now)
+        # The runs are in time order: find the first one still in at *now* by bisection (a
+        # pool's window can hold tens of thousands).
+        ends = self._ends
+        if not ends or ends[0] >= now:
+            return self._held
+        gone = bisect.bisect_left(ends, now)
+        return self._held - sum(islice(self._counts, gone))
 
     @property
     def headroom(self) -> int | None:
@@ -189,15 +223,16 @@ class RestartIntensity:
         `UNLIMITED`."""
         if self._limit is None:
             return None
-        return self._limit - len(self._expiries)
+        return self._limit - self._held
 
     def resized(self, max_restarts: int | UnlimitedType) -> RestartIntensity:
         """A window with a new budget that keeps this one's restarts (the latest ones, as
         many as the new budget keeps) and total (a pool's budget follows its size)."""
         window = RestartIntensity(max_restarts, self.period)
-        window._expiries.extend(self._expiries)
+        for end, count in zip(self._ends, self._counts, strict=True):
+            window._add(end, count)
         if window._limit is not None:
-            window.in_window = len(window._expiries)
+            window.in_window = window._held
         window.total = self.total
         return window
 

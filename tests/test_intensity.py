@@ -405,3 +405,21 @@ def test_record_many_is_record_called_in_a_row(
             assert exceeded_one is (count > room)
         if exceeded_one:
             break
+
+
+def test_a_run_recorded_together_is_kept_as_one_entry() -> None:
+    """A pool's bulk path records a run of restarts at one reading: the window keeps it as
+    one entry however long it is (a budget never reached, 10**9, held a million restarts
+    in a million entries, each dropped by its own step of a Python loop)."""
+    window = RestartIntensity(10**9, 5.0)
+    for i in range(100):
+        window.record_many(i * 0.01, 10_000)
+    window.record(1.0)
+
+    assert (1_000_001, 1_000_001, 101) == (
+        window.in_window,
+        window.in_period(1.0),
+        len(window._ends),
+    )
+    assert 10**9 - 1_000_001 == window.room(1.0)
+    assert 1 == window.in_period(5.0 + 1.0)  # only the last one is still in at 6.0
