@@ -349,8 +349,7 @@ def run_worker(child: Runnable, incarnation: int) -> None:
                 storm = None
                 if (
                     _same_site is not None  # compiled: the same crash as its last one?
-                    and site_storm is not None
-                    and _same_site(exc, site_code, site_lasti, site_type)
+                    and _same_site(exc, site_code, site_lasti, site_type)  # (never NO_SITE)
                     and not site_storm.ended
                 ):
                     storm = site_storm

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import contextvars
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import gevent
@@ -99,23 +99,11 @@ class TestBasics:
         """Every incarnation sees the context captured at start, never what a dead
         incarnation set."""
         var: contextvars.ContextVar[str] = contextvars.ContextVar("var", default="unset")
-        seen = gevent.queue.Queue()
-        go = gevent.event.Event()
         var.set("captured at start")
 
-        def target(worker_id: int) -> None:
-            seen.put(var.get())
-            var.set("set by a dead incarnation")
-            go.wait()
-            raise ValueError("crash")
+        seen = _seen_by_two_incarnations(var, mode, pools, lambda pool: pool.start())
 
-        pool = WorkerPool(target, 1, mode=mode)
-        pools.append(pool)
-        pool.start()
-        first = seen.get(timeout=DEADLINE)
-        go.set()
-
-        assert ("captured at start", "captured at start") == (first, seen.get(timeout=DEADLINE))
+        assert ("captured at start", "captured at start") == seen
 
     def test_an_incarnation_started_from_an_empty_context_never_sees_a_dead_ones(
         self, mode: str, pools: list[WorkerPool]
@@ -123,22 +111,12 @@ class TestBasics:
         """Started from an empty context, each incarnation starts from an empty one too,
         even when it runs in the greenlet of the one before it (reuse mode)."""
         var: contextvars.ContextVar[str] = contextvars.ContextVar("var", default="unset")
-        seen = gevent.queue.Queue()
-        go = gevent.event.Event()
 
-        def target(worker_id: int) -> None:
-            seen.put(var.get())
-            var.set("set by a dead incarnation")
-            go.wait()
-            raise ValueError("crash")
+        seen = _seen_by_two_incarnations(
+            var, mode, pools, lambda pool: contextvars.Context().run(pool.start)
+        )
 
-        pool = WorkerPool(target, 1, mode=mode)
-        pools.append(pool)
-        contextvars.Context().run(pool.start)
-        first = seen.get(timeout=DEADLINE)
-        go.set()
-
-        assert ("unset", "unset") == (first, seen.get(timeout=DEADLINE))
+        assert ("unset", "unset") == seen
 
     def test_handles_never_reach_another_incarnation(
         self, mode: str, events: Events, pools: list[WorkerPool]
@@ -392,3 +370,28 @@ def test_validation_lists_every_problem() -> None:
     fields = {p.field for p in info.value.problems}
     assert {"size", "mode", "target", "shutdown"} == fields
     assert {"pool 'p'"} == {p.owner for p in info.value.problems}
+
+
+def _seen_by_two_incarnations(
+    var: contextvars.ContextVar[str],
+    mode: str,
+    pools: list[WorkerPool],
+    start: Callable[[WorkerPool], object],
+) -> tuple[str, str]:
+    """What *var* holds in a one-worker pool's first two incarnations, each of which sets
+    it before crashing; *start* starts the pool (in the context it chooses)."""
+    seen = gevent.queue.Queue()
+    go = gevent.event.Event()
+
+    def target(worker_id: int) -> None:
+        seen.put(var.get())
+        var.set("set by a dead incarnation")
+        go.wait()
+        raise ValueError("crash")
+
+    pool = WorkerPool(target, 1, mode=mode)
+    pools.append(pool)
+    start(pool)
+    first = seen.get(timeout=DEADLINE)
+    go.set()
+    return first, seen.get(timeout=DEADLINE)
