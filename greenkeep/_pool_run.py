@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import contextvars
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import gevent
@@ -35,6 +35,11 @@ from greenkeep._spec import ChildSpec, Restart, ShutdownPolicy
 from greenkeep._states import DELAYED, RUNNING, STOPPING, TERMINATED
 from greenkeep._storm import Storm, describe
 from greenkeep._worker import WorkerGreenlet, disown, run_worker
+
+try:
+    from greenkeep import _speedups
+except ImportError:  # pragma: no cover - only where the C speedup could not be built
+    _speedups = None  # type: ignore[assignment]
 
 __all__ = ["RESTARTS_PER_WORKER", "PoolRun", "Worker"]
 
@@ -64,6 +69,81 @@ def _crash_record(worker_id: int, incarnation: int, exc: Any, now: float) -> Exi
         error = f"{name} (message not kept)"
         return ExitRecord(worker_id, incarnation, "abnormal", error, None, now)
     return ExitRecord.of(worker_id, incarnation, ExitKind.ABNORMAL, exc, now, True)
+
+
+def _is_straight(item: Any) -> bool:
+    """Whether a mailbox item takes `PoolRun.drain`'s straight path: a crash posted as its
+    announced storm by its worker's live incarnation, no stop requested, nobody waiting for
+    it, status RUNNING."""
+    if type(item) is not tuple or len(item) != 3:
+        return False
+    worker, incarnation, storm = item
+    return (
+        type(storm) is Storm
+        and type(worker) is Worker
+        and bool(storm.announced)
+        and worker.waiters is None
+        and worker.status is RUNNING
+        and worker.live == incarnation
+        and not worker.stop_requested
+    )
+
+
+def _straight_run_py(
+    queue: deque[Any],
+    handled: int,
+    bound: int,
+    now: float,
+    reuse: bool,
+    resumes: list[Any],
+    starts: list[Any],
+    retirees: list[Any],
+    hub: Any,
+    run: Any,
+) -> int:
+    """
+    Restart the straight-path crashes (`_is_straight`) at the head of *queue* until the
+    count *handled* reaches *bound* or the queue is empty; return the new count. The first
+    other item stays at the head. A worker restarted: reason "abnormal", incarnation and
+    live one more, restarts one more, started at *now*, no stop event; in *reuse* mode its
+    greenlet goes to *resumes*, else a new `WorkerGreenlet` ``(run, hub)`` for the new
+    incarnation to *starts* (the old one, if parked, to *retirees*). Runs in the manager,
+    never blocks, emits nothing. `greenkeep._speedups.straight_run` does the same in C.
+    """
+    popleft = queue.popleft
+    while handled < bound and queue:
+        item = popleft()
+        if not _is_straight(item):
+            queue.appendleft(item)  # (in its place: the batch handles it next)
+            break
+        worker, incarnation, _ = item
+        handled += 1
+        worker.last_reason = "abnormal"
+        incarnation += 1
+        worker.incarnation = worker.live = incarnation
+        worker.restarts += 1
+        worker.started_at = now
+        worker.stop_event = None
+        if reuse:
+            resumes.append(worker.greenlet)
+        else:
+            old = worker.greenlet
+            if old:  # parked (a storm): retire it; one that ended is simply dropped
+                retirees.append(old)
+            # `create`, inline (no heartbeat on this path: no beat flag to set)
+            worker.greenlet = greenlet = WorkerGreenlet(run, hub)
+            greenlet.child = worker
+            greenlet.incarnation = incarnation
+            starts.append(greenlet)
+    return handled
+
+
+#: `PoolRun.drain`'s restarts in bulk: the compiled `greenkeep._speedups.straight_run`, or
+#: `_straight_run_py` where the optional C speedup was not built.
+_straight_run: Callable[..., int] = _straight_run_py
+if _speedups is not None:  # pragma: no branch - built wherever a C compiler is at hand
+    _speedups.configure(Worker, WorkerGreenlet, Storm, RUNNING, "abnormal")
+    _straight_run = _speedups.straight_run
 
 
 class PoolRun(Run):
@@ -242,61 +322,37 @@ class PoolRun(Run):
         in all; return the new count. Stops at the first other item, leaving it queued,
         and after a give-up. Runs in the manager; never blocks, emits nothing, so nothing
         else can run meanwhile: the run's restarts are decided at one clock reading and
-        recorded in the window together (`RestartIntensity.record_many`). ``test_rules.py``
-        checks that it agrees with `plan_exit`.
+        recorded in the window together (`RestartIntensity.record_many`). The restarts
+        are `_straight_run`'s (compiled where the C speedup is built); the budget and the
+        give-up are decided here. ``test_rules.py`` checks that it agrees with `plan_exit`,
+        with either.
         """
         if not self.fast or self.emitter.has_subscribers or self.end_reason is not None:
             return handled
         now = self.clock()  # the run's restarts share one reading (nothing runs meanwhile)
         intensity = self.intensity
         first = handled  # the count before this run: the run's restarts are handled - first
-        # The count at which the next restart would exceed the budget (never, if unlimited).
+        # The count at which the next restart would exceed the budget (most, if it cannot).
         room = intensity.room(now) if self.limited else None
-        full = most if room is None else first + room
-        reuse = self.reuse
-        resumes, starts, retirees = self.resumes, self.starts, self.retirees
-        hub = self.hub
-        popleft = queue.popleft
-        _Storm = Storm
-        running = RUNNING
-        while queue and handled < most:
-            item = popleft()
-            if type(item) is not tuple:  # a wake-up, a turn marker: not for this path
-                queue.appendleft(item)
-                break
-            worker, incarnation, storm = item
-            if (
-                type(storm) is not _Storm
-                or not storm.announced
-                or worker.live != incarnation
-                or worker.stop_requested
-                or worker.waiters is not None
-                or worker.status is not running
-            ):
-                queue.appendleft(item)  # (in its place: the batch handles it next)
-                break
-            if handled >= full:  # it exceeds the budget: give up
-                intensity.record_many(now, handled - first + 1)
-                self._give_up_now(worker, incarnation, storm, now)
-                return handled + 1
-            handled += 1
-            worker.last_reason = "abnormal"
-            incarnation += 1
-            worker.incarnation = worker.live = incarnation
-            worker.restarts += 1
-            worker.started_at = now
-            worker.stop_event = None
-            if reuse:
-                resumes.append(worker.greenlet)
-            else:
-                old = worker.greenlet
-                if old:  # parked (a storm): retire it; one that ended is simply dropped
-                    retirees.append(old)
-                # `create`, inline (no heartbeat on this path: no beat flag to set)
-                worker.greenlet = greenlet = WorkerGreenlet(run_worker, hub)
-                greenlet.child = worker
-                greenlet.incarnation = incarnation
-                starts.append(greenlet)
+        full = most if room is None or first + room >= most else first + room
+        handled = _straight_run(
+            queue,
+            handled,
+            full,
+            now,
+            self.reuse,
+            self.resumes,
+            self.starts,
+            self.retirees,
+            self.hub,
+            run_worker,
+        )
+        if full <= handled < most and queue and _is_straight(queue[0]):
+            # The next straight-path crash exceeds the budget: give up.
+            worker, incarnation, storm = queue.popleft()
+            intensity.record_many(now, handled - first + 1)
+            self._give_up_now(worker, incarnation, storm, now)
+            return handled + 1
         if handled > first:
             intensity.record_many(now, handled - first)
         return handled

@@ -6,6 +6,7 @@ against `plan_exit` on a live pool.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from typing import Any
 
@@ -418,13 +419,21 @@ def test_the_pools_straight_path_agrees_with_plan_exit(
     workers=STORM_WORKERS,
 )
 @pytest.mark.parametrize("mode", ["fresh", "reuse"])
+@pytest.mark.parametrize("bulk", ["compiled", "python"])
 def test_the_pools_bulk_path_agrees_with_plan_exit(
-    mode: str, gaps: list[float], max_restarts: int, workers: list[int]
+    bulk: str, mode: str, gaps: list[float], max_restarts: int, workers: list[int]
 ) -> None:
     """Without subscribers, crashes of a kind being summarized are restarted in bulk
     (`PoolRun.drain`): they restart and give up exactly when plan_exit says, every one
-    after the first of the kind taking that path while the budget has room."""
-    from greenkeep._pool_run import PoolRun
+    after the first of the kind taking that path while the budget has room. Once with the
+    compiled bulk restart (`greenkeep._speedups.straight_run`), once with its Python twin."""
+    import greenkeep._pool_run
+    from greenkeep._pool_run import PoolRun, _straight_run_py
+
+    if bulk == "compiled" and greenkeep._pool_run._straight_run is _straight_run_py:
+        if os.environ.get("GREENKEEP_REQUIRE_SPEEDUPS"):
+            pytest.fail("GREENKEEP_REQUIRE_SPEEDUPS is set but the C speedup is not built")
+        pytest.skip("the C speedup is not built here")
 
     drained = [0]
     original = PoolRun.drain
@@ -436,6 +445,8 @@ def test_the_pools_bulk_path_agrees_with_plan_exit(
 
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(PoolRun, "drain", counting)
+        if bulk == "python":
+            patch.setattr(greenkeep._pool_run, "_straight_run", _straight_run_py)
         bulk_path_run(mode, gaps, max_restarts, workers, drained)
 
 

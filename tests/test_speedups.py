@@ -193,3 +193,177 @@ def test_storm_totals_are_exact_per_kind_with_either_check(site_check: str, mode
         if e["event"] == "storm_ended"
     }
     assert {kind: count * workers for kind, count in expected.items()} == totals
+
+
+# ------------------------------------------------------------------ the bulk restart run
+
+#: A worker's state before the run: (status, live is its posted incarnation, stop
+#: requested, someone waiting, its greenlet: "none", "ended" or "parked").
+worker_states = st.tuples(
+    st.sampled_from(["running", "stopping"]),
+    st.booleans(),
+    st.booleans(),
+    st.booleans(),
+    st.sampled_from(["none", "ended", "parked"]),
+)
+#: What is posted: ("storm", worker index, announced) or ("other", what).
+posts = st.one_of(
+    st.tuples(st.just("storm"), st.integers(0, 3), st.booleans()),
+    st.tuples(st.just("other"), st.sampled_from(["exception", "wake", "short", "record"])),
+)
+
+
+def _park() -> Any:
+    from greenlet import getcurrent
+    from greenlet import greenlet as raw
+
+    parked = raw(lambda: getcurrent().parent.switch())
+    parked.switch()  # started, waiting: a parked greenlet (truthy)
+    return parked
+
+
+def _ended() -> Any:
+    from greenlet import greenlet as raw
+
+    ended = raw(lambda: None)
+    ended.switch()
+    return ended
+
+
+def _straight_setup(states: list[Any], posted: list[Any]) -> tuple[list[Any], Any, Any]:
+    from collections import deque
+
+    from greenkeep._pool_run import Worker
+    from greenkeep._states import RUNNING, STOPPING
+    from greenkeep._storm import Storm
+    from greenkeep._worker import Channel
+
+    channel = Channel(lambda item: None, "test")
+    workers = []
+    for index, (status, live, stop, waiting, greenlet) in enumerate(states):
+        worker = Worker(index, lambda worker_id: None, (index,), {}, channel, None)
+        worker.status = RUNNING if status == "running" else STOPPING
+        worker.incarnation = 3
+        worker.live = 3 if live else 0
+        worker.stop_requested = stop
+        worker.waiters = {3: None} if waiting else None
+        worker.restarts = 2
+        worker.greenlet = {"none": None, "ended": _ended(), "parked": _park()}[greenlet]
+        workers.append(worker)
+    queue: Any = deque()
+    for post in posted:
+        if post[0] == "storm":
+            storm = Storm.opened((ValueError, 0, 0), None)
+            storm.announced = post[2]
+            queue.append((workers[post[1] % len(workers)], 3, storm))
+        else:
+            queue.append(
+                {
+                    "exception": (workers[0], 3, ValueError("in full")),
+                    "wake": object(),
+                    "short": (workers[0], 3),
+                    "record": (object(), 3, Storm.opened((ValueError, 0, 0), None)),
+                }[post[1]]
+            )
+    return workers, queue, channel
+
+
+def _straight_outcome(
+    run: Any, states: list[Any], posted: list[Any], bound: int, reuse: bool
+) -> Any:
+    # One run of *run* over a fresh setup, described by value (object identities mapped
+    # to positions), so that two runs can be compared.
+    import gevent
+
+    from greenkeep._worker import WorkerGreenlet
+
+    workers, queue, _ = _straight_setup(states, posted)
+    before = {id(w.greenlet): i for i, w in enumerate(workers) if w.greenlet is not None}
+    head = list(queue)
+    resumes: list[Any] = []
+    starts: list[Any] = []
+    retirees: list[Any] = []
+    hub, work = gevent.get_hub(), (lambda: None)
+    handled = run(queue, 5, 5 + bound, 1.5, reuse, resumes, starts, retirees, hub, work)
+    left = [head.index(item) for item in queue]
+    state = [
+        (w.live, w.incarnation, w.restarts, w.last_reason, w.started_at, w.stop_event)
+        for w in workers
+    ]
+    new = [
+        (type(g) is WorkerGreenlet, g.parent is hub, g.run is work, g.child.id, g.incarnation)
+        for g in starts
+    ]
+    # Each new greenlet is its worker's greenlet now (a worker restarted twice in the run
+    # holds only its last one).
+    owners = [next((i for i, w in enumerate(workers) if w.greenlet is g), None) for g in starts]
+    return (
+        handled,
+        left,
+        state,
+        new,
+        owners,
+        [before[id(g)] for g in resumes],
+        [before[id(g)] for g in retirees],
+    )
+
+
+@compiled
+@given(
+    st.lists(worker_states, min_size=1, max_size=4),
+    st.lists(posts, max_size=12),
+    st.integers(0, 14),
+    st.booleans(),
+)
+def test_the_compiled_bulk_restart_agrees_with_the_python_one(
+    states: list[Any], posted: list[Any], bound: int, reuse: bool
+) -> None:
+    """`_speedups.straight_run` and its Python twin take the same items off the queue,
+    leave the same ones, and leave every worker, every new greenlet and the three lists
+    alike."""
+    from greenkeep._pool_run import _straight_run_py
+
+    python = _straight_outcome(_straight_run_py, states, posted, bound, reuse)
+    assert python == _straight_outcome(_speedups.straight_run, states, posted, bound, reuse)
+
+
+@compiled
+def test_the_compiled_bulk_restart_restarts_a_straight_crash() -> None:
+    """One crash posted as its announced storm by a running worker's live incarnation:
+    restarted (one more incarnation and restart, a new greenlet, the parked one retired);
+    the item behind it, a crash in full, stays."""
+    states = [("running", True, False, False, "parked")]
+    posted = [("storm", 0, True), ("other", "exception")]
+    handled, left, state, new, owners, resumes, retirees = _straight_outcome(
+        _speedups.straight_run, states, posted, 10, False
+    )
+    assert (handled, left) == (6, [1])
+    assert state == [(4, 4, 3, "abnormal", 1.5, None)]
+    assert new == [(True, True, True, 0, 4)]
+    assert (owners, resumes, retirees) == ([0], [], [0])
+
+
+@compiled
+def test_the_compiled_bulk_restart_rejects_bad_calls() -> None:
+    """Wrong argument counts and types raise TypeError; classes without the slots it needs
+    are refused by configure (and the configuration in force is kept)."""
+    from collections import deque
+
+    with pytest.raises(TypeError, match="10 arguments"):
+        _speedups.straight_run(deque(), 0, 1)  # type: ignore[call-arg]
+    with pytest.raises(TypeError, match="must be a list"):
+        _speedups.straight_run(deque(), 0, 1, 0.0, True, (), [], [], None, None)  # type: ignore[arg-type]
+
+    class Plain:
+        pass
+
+    with pytest.raises(AttributeError):
+        _speedups.configure(Plain, Plain, Plain, None, "abnormal")
+
+    class NotSlots:
+        live = 0
+
+    with pytest.raises(TypeError, match="writable object slot"):
+        _speedups.configure(NotSlots, NotSlots, NotSlots, None, "abnormal")
+    # still configured as before: a straight crash still restarts
+    test_the_compiled_bulk_restart_restarts_a_straight_crash()
