@@ -18,7 +18,8 @@ Two ways to run the next incarnation:
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 import gevent
 from greenlet import GreenletExit
@@ -28,6 +29,7 @@ from greenkeep._worker import (
     GO,
     KILLED,
     RETIRE,
+    Channel,
     Runnable,
     WorkerGreenlet,
     raw_switch,
@@ -49,6 +51,15 @@ __all__ = [
     "start_now",
     "start_spare",
 ]
+
+
+#: The compiled loop of `_start_all` (`greenkeep._speedups.start_run`), or ``None`` where
+#: the optional C speedup was not built.
+_start_run: Callable[[list[WorkerGreenlet], Channel, Any, type[BaseException]], int] | None
+try:
+    from greenkeep._speedups import start_run as _start_run
+except ImportError:  # pragma: no cover - only where the C speedup could not be built
+    _start_run = None
 
 
 def _hub() -> Hub:
@@ -112,6 +123,11 @@ def _start_all(greenlets: list[WorkerGreenlet]) -> None:
     if not greenlets:
         return
     channel = greenlets[0].child.channel
+    if _start_run is not None:  # compiled: the usual case, up to the first it cannot start
+        first = _start_run(greenlets, channel, raw_switch, GreenletExit)
+        if first == len(greenlets):
+            return
+        greenlets = greenlets[first:]
     for greenlet in greenlets:
         child = greenlet.child
         incarnation = greenlet.incarnation

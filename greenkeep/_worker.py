@@ -45,13 +45,14 @@ from greenlet import greenlet as _RawGreenlet
 from greenkeep._render import error_text
 from greenkeep._storm import Storm
 
-#: The compiled crash-site check (`greenkeep._speedups.same_site`), or ``None`` where the
-#: optional C speedup was not built: `run_worker` then makes the same check in Python.
-_same_site: Callable[[BaseException, Any, int, Any], bool] | None
+#: The compiled crash post (`greenkeep._speedups.post_crash`, configured at the end of this
+#: module), or ``None`` where the optional C speedup was not built: `run_worker` then posts
+#: every crash in Python (with the same result).
+_post_crash: Callable[[Channel, Runnable, int, BaseException], bool] | None
 try:
-    from greenkeep._speedups import same_site as _same_site
+    from greenkeep import _speedups
 except ImportError:  # pragma: no cover - only where the C speedup could not be built
-    _same_site = None
+    _speedups = None  # type: ignore[assignment]
 
 if TYPE_CHECKING:
     from gevent.hub import Hub
@@ -178,8 +179,8 @@ class Runnable:
     #: fresh-mode incarnation starts with one unpack.
     call: tuple[Any, ...] | None
     #: The site of its last crash posted as a storm, and that storm (code, instruction
-    #: offset, exception type, storm), written by its fresh-mode worker greenlets: a crash
-    #: loop's next greenlet starts from it and finds its storm without building its key.
+    #: offset, exception type, storm), written by its worker greenlets: the same crash
+    #: again (a crash loop) finds its storm without building its key.
     site: tuple[Any, int, Any, Any]
 
 
@@ -329,9 +330,6 @@ def run_worker(child: Runnable, incarnation: int) -> None:
         call = child.call = _call_of(child)
     channel, post, reusable, target, args, kwargs, single, arg, context, empty = call
     hub: Any = None  # the greenlet and its parent, looked up once it first parks
-    # The site of the record's last crash posted as its storm, and that storm: the same
-    # crash again (a crash loop) finds its storm without building its key.
-    site_code, site_lasti, site_type, site_storm = child.site
     while True:
         child.ran = incarnation
         try:
@@ -342,18 +340,17 @@ def run_worker(child: Runnable, incarnation: int) -> None:
             else:
                 target(*args, **kwargs)
         except Exception as exc:
-            damped = channel.damped
-            if damped is None:
-                post((child, incarnation, exc))
-            else:
-                storm = None
-                if (
-                    _same_site is not None  # compiled: the same crash as its last one?
-                    and _same_site(exc, site_code, site_lasti, site_type)  # (never NO_SITE)
-                    and not site_storm.ended
-                ):
-                    storm = site_storm
+            # Compiled: posted at once if damping is off, or if it is the same crash as the
+            # record's last one posted as its storm (a crash loop). Else, here:
+            if _post_crash is None or not _post_crash(channel, child, incarnation, exc):
+                damped = channel.damped
+                if damped is None:
+                    post((child, incarnation, exc))
                 else:
+                    # The site of the record's last crash posted as its storm, and that
+                    # storm: the same crash again finds its storm without building its key.
+                    site_code, site_lasti, site_type, site_storm = child.site
+                    storm = None
                     tb = exc.__traceback__
                     if tb is not None:
                         below = tb.tb_next  # greenkeep._storm.crash_site, inlined
@@ -372,30 +369,24 @@ def run_worker(child: Runnable, incarnation: int) -> None:
                         else:
                             kind = (type(exc), id(code), lasti)
                             storm = damped.get(kind)
-                            if storm is not None:
-                                site_code, site_lasti, site_type, site_storm = (
-                                    code,
-                                    lasti,
-                                    kind[0],
-                                    storm,
-                                )
-                                if not reusable:  # its next incarnation starts from the record
-                                    child.site = (code, lasti, site_type, storm)
+                            if storm is not None:  # the record's next crash starts from it
+                                child.site = (code, lasti, kind[0], storm)
                             else:  # the first of its kind opens its storm (`Storm.announced`)
                                 damped[kind] = Storm.opened(kind, code)
                         tb = None
-                if storm is not None:
-                    # Its kind is being summarized: the crash counts itself (the first of
-                    # a summary period renders itself as the period's sample) and posts
-                    # its storm, and the exception, its traceback and frames are freed now
-                    # instead of waiting in the manager's backlog (a period's first round
-                    # of a pool's crashes, posted in full, costed full GC passes).
-                    if storm.sample is None:
-                        storm.sample = (child.id, incarnation, error_text(exc))  # type: ignore[attr-defined]
-                    storm.count += 1
-                    post((child, incarnation, storm))
-                else:  # no traceback, or the first of its kind: in full
-                    post((child, incarnation, exc))
+                    if storm is not None:
+                        # Its kind is being summarized: the crash counts itself (the first
+                        # of a summary period renders itself as the period's sample) and
+                        # posts its storm, and the exception, its traceback and frames are
+                        # freed now instead of waiting in the manager's backlog (a period's
+                        # first round of a pool's crashes, posted in full, costed full GC
+                        # passes).
+                        if storm.sample is None:
+                            storm.sample = (child.id, incarnation, error_text(exc))  # type: ignore[attr-defined]
+                        storm.count += 1
+                        post((child, incarnation, storm))
+                    else:  # no traceback, or the first of its kind: in full
+                        post((child, incarnation, exc))
         except GreenletExit:  # a kill: nothing in it the manager needs
             post((child, incarnation, KILLED))
         except KeyboardInterrupt as exc:
@@ -454,3 +445,9 @@ def current_worker() -> WorkerGreenlet | None:
     """The `WorkerGreenlet` running the caller, or ``None`` outside a supervised worker."""
     current = _getcurrent()
     return current if type(current) is WorkerGreenlet else None
+
+
+_post_crash = None
+if _speedups is not None:  # pragma: no branch - built wherever a C compiler is at hand
+    _speedups.configure_worker(Channel, Runnable, Storm, WorkerGreenlet)
+    _post_crash = _speedups.post_crash

@@ -1,8 +1,9 @@
 """
 The optional C speedup (`greenkeep._speedups`): its crash-site check agrees with the
-Python definition (`greenkeep._storm.crash_site`), and a pool's storm accounting comes out
-the same with it and without it (`greenkeep._worker._same_site` set to ``None``: the
-pure-Python path, as where the speedup could not be built).
+Python definition (`greenkeep._storm.crash_site`), a pool's storm accounting comes out the
+same with its crash post and without it (`greenkeep._worker._post_crash` set to ``None``:
+the pure-Python path, as where the speedup could not be built), and its bulk restart run
+agrees with the Python twin (`greenkeep._pool_run._straight_run_py`).
 """
 
 from __future__ import annotations
@@ -82,10 +83,13 @@ def _reference(exc: BaseException, code: Any, lasti: Any, kind: Any) -> bool:
 
 @compiled
 def test_the_speedup_is_built_where_it_must_be() -> None:
-    """Where .ci/run runs (a C compiler at hand) the speedup is built, and the worker uses
-    it."""
+    """Where .ci/run runs (a C compiler at hand) the speedup is built, and the worker and
+    the pool's manager use it."""
+    import greenkeep._pool_run
+
     assert _speedups is not None
-    assert greenkeep._worker._same_site is _speedups.same_site
+    assert greenkeep._worker._post_crash is _speedups.post_crash
+    assert greenkeep._pool_run._straight_run is _speedups.straight_run
 
 
 crashes = st.tuples(
@@ -133,8 +137,8 @@ def test_same_site_on_edge_inputs() -> None:
 def site_check(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
     """Each worker-side test once with the compiled check, once with the Python one."""
     if request.param == "python":
-        monkeypatch.setattr(greenkeep._worker, "_same_site", None)
-    elif greenkeep._worker._same_site is None:
+        monkeypatch.setattr(greenkeep._worker, "_post_crash", None)
+    elif greenkeep._worker._post_crash is None:
         if REQUIRED:
             pytest.fail("GREENKEEP_REQUIRE_SPEEDUPS is set but the C speedup is not built")
         pytest.skip("the C speedup is not built here")
@@ -367,3 +371,161 @@ def test_the_compiled_bulk_restart_rejects_bad_calls() -> None:
         _speedups.configure(NotSlots, NotSlots, NotSlots, None, "abnormal")
     # still configured as before: a straight crash still restarts
     test_the_compiled_bulk_restart_restarts_a_straight_crash()
+
+
+# ------------------------------------------------------------------ the crash post
+
+
+def _crash_here() -> Exception:
+    try:
+        raise ValueError("the crash loop's crash")
+    except ValueError as exc:
+        return exc
+
+
+def _post_setup(damped: bool) -> tuple[Any, Any, list[Any]]:
+    from greenkeep._pool_run import Worker
+    from greenkeep._worker import Channel
+
+    posted: list[Any] = []
+    channel = Channel(posted.append, "test")
+    channel.damped = {} if damped else None
+    worker = Worker(0, lambda worker_id: None, (0,), {}, channel, None)
+    return channel, worker, posted
+
+
+def _site_of(exc: Exception, storm: Any) -> tuple[Any, int, Any, Any]:
+    (kind, _, lasti), code = crash_site(exc)
+    return (code, lasti, kind, storm)
+
+
+@compiled
+def test_the_compiled_crash_post_posts_what_the_python_path_would() -> None:
+    """Damping off: the crash in full. The same crash as the record's site, its storm live
+    with its period's sample: the storm, counted in. Anything else (another site, an ended
+    storm, no sample yet, no site): nothing posted, False (the Python path posts it)."""
+    from greenkeep._storm import Storm
+
+    channel, worker, posted = _post_setup(damped=False)
+    exc = _crash_here()
+    assert _speedups.post_crash(channel, worker, 7, exc)
+    assert posted == [(worker, 7, exc)]
+
+    channel, worker, posted = _post_setup(damped=True)
+    exc = _crash_here()
+    storm = Storm.opened((ValueError, 0, 0), None)
+    storm.sample = (0, 1, "ValueError: the crash loop's crash")
+    worker.site = _site_of(exc, storm)
+    assert _speedups.post_crash(channel, worker, 7, _crash_here())  # the same site again
+    assert posted == [(worker, 7, storm)]
+    assert storm.count == 1
+
+    other = _raised(1, 0, ValueError)  # another site
+    assert not _speedups.post_crash(channel, worker, 8, other)
+    storm.ended = True
+    assert not _speedups.post_crash(channel, worker, 8, _crash_here())
+    storm.ended, storm.sample = False, None  # the period's first: it renders its sample
+    assert not _speedups.post_crash(channel, worker, 8, _crash_here())
+    worker.site = greenkeep._worker.NO_SITE
+    assert not _speedups.post_crash(channel, worker, 8, _crash_here())
+    assert not _speedups.post_crash(object(), worker, 8, _crash_here())  # not a Channel
+    assert (len(posted), storm.count) == (1, 1)  # nothing more posted or counted
+    with pytest.raises(TypeError, match="4 arguments"):
+        _speedups.post_crash(channel, worker, 8)  # type: ignore[call-arg]
+
+
+# ------------------------------------------------------------------ the start loop
+
+
+@pytest.fixture(params=["compiled", "python"])
+def start_loop(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Each start test once with the compiled start loop, once with the Python one."""
+    import greenkeep._launch
+
+    if request.param == "python":
+        monkeypatch.setattr(greenkeep._launch, "_start_run", None)
+    elif greenkeep._launch._start_run is None:
+        if REQUIRED:
+            pytest.fail("GREENKEEP_REQUIRE_SPEEDUPS is set but the C speedup is not built")
+        pytest.skip("the C speedup is not built here")
+    return str(request.param)
+
+
+def _records(count: int, target: Callable[[int], None]) -> tuple[Any, list[Any], list[Any]]:
+    import contextvars
+
+    from greenkeep._pool_run import Worker
+    from greenkeep._worker import Channel
+
+    posted: list[Any] = []
+    channel = Channel(posted.append, "test")
+    records = [Worker(i, target, (i,), {}, channel, contextvars.Context()) for i in range(count)]
+    return channel, records, posted
+
+
+def _let_the_hub_run() -> None:
+    for _ in range(3):
+        gevent.sleep(0)
+
+
+def test_a_batch_of_starts_runs_each_incarnation_once(start_loop: str) -> None:
+    """Three new greenlets started in one callback: each runs its incarnation once, in
+    order, and posts its exit (a crash in full, a return) exactly once."""
+    from greenkeep import _launch
+
+    ran: list[int] = []
+
+    def target(worker_id: int) -> None:
+        ran.append(worker_id)
+        if worker_id == 1:
+            raise ValueError("worker 1")
+
+    _, records, posted = _records(3, target)
+    hub = gevent.get_hub()
+    greenlets = [_launch.create(record, 5, hub) for record in records]
+    _launch.start(greenlets)
+    _let_the_hub_run()
+    assert ran == [0, 1, 2]
+    assert [(item[0].id, item[1], type(item[2])) for item in posted] == [
+        (0, 5, type(None)),
+        (1, 5, ValueError),
+        (2, 5, type(None)),
+    ]
+    assert all(record.ran == -5 for record in records)
+
+
+def test_a_greenlet_killed_before_it_ever_ran_posts_its_exit(start_loop: str) -> None:
+    """A kill that reaches a new greenlet before its start: the incarnation never runs, and
+    its exit (GreenletExit) is posted once; the next greenlet of the batch still runs."""
+    from greenlet import GreenletExit
+
+    from greenkeep import _launch
+
+    ran: list[int] = []
+    _, records, posted = _records(2, ran.append)
+    hub = gevent.get_hub()
+    greenlets = [_launch.create(record, 1, hub) for record in records]
+    _launch.kill(greenlets[0])  # (scheduled first: it runs before the start)
+    _launch.start(greenlets)
+    _let_the_hub_run()
+    assert ran == [1]
+    assert [(item[0].id, type(item[2])) for item in posted] == [
+        (0, GreenletExit),
+        (1, type(None)),
+    ]
+
+
+def test_starts_scheduled_before_a_stop_never_run(start_loop: str) -> None:
+    """The channel halted after the starts were scheduled: no incarnation runs, each posts
+    KILLED."""
+    from greenkeep import _launch
+    from greenkeep._worker import KILLED
+
+    ran: list[int] = []
+    channel, records, posted = _records(2, ran.append)
+    hub = gevent.get_hub()
+    _launch.start([_launch.create(record, 1, hub) for record in records])
+    channel.halted = True
+    _let_the_hub_run()
+    assert ran == []
+    assert [(item[0].id, item[2]) for item in posted] == [(0, KILLED), (1, KILLED)]
