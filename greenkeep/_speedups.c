@@ -159,6 +159,7 @@ typedef struct {
 } WorkerLayout;
 
 static WorkerLayout worker_layout; /* all NULL and 0 until configure_worker */
+static PyTypeObject *runnable_seen;
 
 static PyObject *
 configure_worker(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
@@ -196,11 +197,29 @@ configure_worker(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     Py_INCREF(new.greenlet_type);
     WorkerLayout old = worker_layout;
     worker_layout = new;
+    Py_CLEAR(runnable_seen);
     Py_XDECREF(old.channel_type);
     Py_XDECREF(old.runnable_type);
     Py_XDECREF(old.storm_type);
     Py_XDECREF(old.greenlet_type);
     Py_RETURN_NONE;
+}
+
+/* Whether *child* is a runnable_type (any subclass). The record classes are few: the last
+ * one found to be a subclass is remembered (runnable_seen), sparing the walk of its MRO. */
+static inline int
+is_runnable(PyObject *child)
+{
+    PyTypeObject *type = Py_TYPE(child);
+    if (type == runnable_seen) {
+        return 1;
+    }
+    if (!PyObject_TypeCheck(child, worker_layout.runnable_type)) {
+        return 0;
+    }
+    Py_INCREF(type); /* (kept: a freed class's address could be reused by another) */
+    Py_XSETREF(runnable_seen, type);
+    return 1;
 }
 
 static PyObject *
@@ -219,7 +238,7 @@ post_crash(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     }
     PyObject *channel = args[0], *child = args[1], *exc = args[3];
     if (Py_TYPE(channel) != worker_layout.channel_type ||
-        !PyObject_TypeCheck(child, worker_layout.runnable_type) ||
+        !is_runnable(child) ||
         !PyExceptionInstance_Check(exc)) {
         Py_RETURN_FALSE;
     }
@@ -388,7 +407,7 @@ start_run(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
         PyObject *child = SLOT(greenlet, worker_layout.child);
         PyObject *incarnation = SLOT(greenlet, worker_layout.incarnation);
         if (child == NULL || incarnation == NULL ||
-            !PyObject_TypeCheck(child, worker_layout.runnable_type)) {
+            !is_runnable(child)) {
             break;
         }
         /* The greenlet, its child and incarnation stay referenced while it runs (the list
