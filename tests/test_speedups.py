@@ -133,16 +133,24 @@ def test_same_site_on_edge_inputs() -> None:
         _speedups.same_site(exc, code, lasti)  # type: ignore[call-arg]
 
 
-@pytest.fixture(params=["compiled", "python"])
-def site_check(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
-    """Each worker-side test once with the compiled check, once with the Python one."""
+def _either(
+    request: pytest.FixtureRequest, patch: pytest.MonkeyPatch, module: Any, name: str
+) -> str:
+    # "python": the compiled step *name* of *module* set to None (its Python path runs);
+    # "compiled": skipped where it is not built (failed where .ci/run requires it).
     if request.param == "python":
-        monkeypatch.setattr(greenkeep._worker, "_post_crash", None)
-    elif greenkeep._worker._post_crash is None:
+        patch.setattr(module, name, None)
+    elif getattr(module, name) is None:
         if REQUIRED:
             pytest.fail("GREENKEEP_REQUIRE_SPEEDUPS is set but the C speedup is not built")
         pytest.skip("the C speedup is not built here")
     return str(request.param)
+
+
+@pytest.fixture(params=["compiled", "python"])
+def site_check(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Each worker-side test once with the compiled crash post, once with the Python one."""
+    return _either(request, monkeypatch, greenkeep._worker, "_post_crash")
 
 
 def _site_a() -> None:
@@ -442,13 +450,7 @@ def start_loop(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) 
     """Each start test once with the compiled start loop, once with the Python one."""
     import greenkeep._launch
 
-    if request.param == "python":
-        monkeypatch.setattr(greenkeep._launch, "_start_run", None)
-    elif greenkeep._launch._start_run is None:
-        if REQUIRED:
-            pytest.fail("GREENKEEP_REQUIRE_SPEEDUPS is set but the C speedup is not built")
-        pytest.skip("the C speedup is not built here")
-    return str(request.param)
+    return _either(request, monkeypatch, greenkeep._launch, "_start_run")
 
 
 def _records(count: int, target: Callable[[int], None]) -> tuple[Any, list[Any], list[Any]]:
